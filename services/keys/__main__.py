@@ -1,0 +1,69 @@
+"""`python -m services.keys COMMAND`: serve, import-directory FILE, reencrypt."""
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import asyncpg
+import uvicorn
+
+from services.keys.config import Settings
+from services.keys.crypto import KeyCipher, KeyDigester, parse_ring
+from services.keys.directory.importer import DirectoryImportError, import_directory, load
+from services.keys.rotation import rotate
+from shared.db import create_pool
+
+
+async def _import(settings: Settings, path: Path) -> None:
+    data = load(path)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        counts = await import_directory(conn, data)
+    finally:
+        await conn.close()
+    print(f"imported {path}: {counts['organizations']} new organization(s), {counts['administrators']} administrator(s)")
+
+
+async def _reencrypt(settings: Settings) -> None:
+    pool = await create_pool(settings.database_url, max_size=2)
+    try:
+        moved = await rotate(
+            pool,
+            KeyCipher(parse_ring(settings.key_encryption_keys, name="KEY_ENCRYPTION_KEYS", exact_bytes=32)),
+            KeyDigester(parse_ring(settings.key_hmac_secrets, name="KEY_HMAC_SECRETS")),
+        )
+    finally:
+        await pool.close()
+    print(f"re-encrypted {moved} key(s) under the active encryption key and digest secret")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.keys")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the HTTP service with its relay and expiry watcher")
+    imp = commands.add_parser("import-directory", help="import organizations and administrators from YAML")
+    imp.add_argument("file", type=Path)
+    commands.add_parser("reencrypt", help="move every key to the active encryption key and digest secret")
+    args = parser.parse_args(argv)
+    settings = Settings()  # type: ignore[call-arg]
+    if args.command == "serve":
+        from services.keys.app import create_app
+
+        uvicorn.run(
+            create_app(settings), host=settings.http_host, port=settings.port, log_level=settings.log_level.lower(),
+            access_log=False, timeout_graceful_shutdown=20,
+        )
+    elif args.command == "import-directory":
+        try:
+            asyncio.run(_import(settings, args.file))
+        except DirectoryImportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    elif args.command == "reencrypt":
+        asyncio.run(_reencrypt(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

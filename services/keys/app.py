@@ -1,0 +1,91 @@
+"""The keys service: app factory and lifespan. Pools, the relay and the watchers start and stop here."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from services.keys import expiry, repository
+from services.keys.config import Settings
+from services.keys.context import KeysContext
+from services.keys.crypto import KeyCipher, KeyDigester, parse_ring
+from services.keys.directory.endpoints import router as directory_router
+from services.keys.endpoints import router as keys_router
+from services.keys.relay import OutboxRelay, observe_outbox
+from shared.auth import ServiceTokens, parse_service_tokens
+from shared.db import create_pool
+from shared.errors import BodySizeLimit, install_error_handlers
+from shared.logging import configure_logging
+from shared.observability import instrument, tcp_reachable
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, workers: bool = True) -> FastAPI:
+    """`workers=False` serves the API only: no relay, watcher or usage flusher (for tests that run them apart)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        cfg = settings or Settings()  # type: ignore[call-arg]
+        configure_logging(cfg.log_level, cfg.log_format)
+        pool = await create_pool(cfg.database_url, max_size=cfg.db_pool_size)
+        ctx = KeysContext(
+            pool=pool,
+            cipher=KeyCipher(parse_ring(cfg.key_encryption_keys, name="KEY_ENCRYPTION_KEYS", exact_bytes=32)),
+            digester=KeyDigester(parse_ring(cfg.key_hmac_secrets, name="KEY_HMAC_SECRETS")),
+            key_lifetime=cfg.key_lifetime,
+            topic=cfg.kafka_topic,
+        )
+        app.state.settings = cfg
+        app.state.pool = pool
+        app.state.keys = ctx
+        app.state.service_tokens = ServiceTokens(parse_service_tokens(cfg.service_tokens))
+        relay = OutboxRelay(
+            pool,
+            cfg.database_url,
+            cfg.kafka_bootstrap_servers,
+            client_id="keys-relay",
+            retention_seconds=cfg.outbox_retention.total_seconds(),
+        )
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(ctx.usage.run(lambda ids, at: repository.record_usage(pool, ids, at), cfg.usage_flush_interval.total_seconds()), name="usage"),
+            asyncio.create_task(observe_outbox(pool), name="outbox-gauges"),
+        ]
+        if workers:
+            tasks += [
+                asyncio.create_task(relay.run(), name="relay"),
+                asyncio.create_task(
+                    expiry.watch(pool, cfg.expiry_notice_thresholds, cfg.expiry_watch_interval, cfg.kafka_topic),
+                    name="expiry-watcher",
+                ),
+            ]
+        log.info("keys service ready on port %d", cfg.port)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await ctx.usage.flush(lambda ids, at: repository.record_usage(pool, ids, at))
+            await relay.close()
+            await pool.close()
+
+    app = FastAPI(title="Keyward keys service", version="1", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(keys_router)
+    app.include_router(directory_router)
+
+    async def database() -> None:
+        await app.state.pool.fetchval("SELECT 1")
+
+    async def kafka() -> None:
+        await tcp_reachable(app.state.settings.kafka_bootstrap_servers)
+
+    # Kafka is reported, not required: the outbox keeps every event while it is down, and verify must
+    # go on serving voice clients meanwhile.
+    instrument(app, "keys", {"database": database}, informational={"kafka": kafka})
+    app.add_middleware(BodySizeLimit, max_bytes=(settings.max_body_bytes if settings else 64 * 1024))
+    return app

@@ -1,0 +1,28 @@
+from datetime import timedelta
+
+from pydantic import Field
+
+from shared.durations import Duration, Thresholds
+from shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    port: int = 8081
+    key_lifetime: Duration = timedelta(days=365)
+    expiry_notice_thresholds: Thresholds = Field(
+        default=tuple(timedelta(days=d) for d in (30, 14, 7, 3, 1)),
+    )
+    expiry_watch_interval: Duration = timedelta(seconds=60)
+    # How often last_used_at is written, in one statement for every key verified since.
+    usage_flush_interval: Duration = timedelta(seconds=5)
+    outbox_retention: Duration = timedelta(days=7)
+    max_body_bytes: int = 64 * 1024
+    db_pool_size: int = 20
+
+    # Secrets: no defaults. Rings are comma-separated `id:base64` entries, the first one active.
+    service_tokens: str
+    acting_admin_secret: str = Field(min_length=32)
+    key_hmac_secrets: str
+    key_encryption_keys: str
+
+    secret_fields: tuple[str, ...] = ("service_tokens", "acting_admin_secret", "key_hmac_secrets", "key_encryption_keys")

@@ -1,0 +1,47 @@
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._@-]{1,64}$")]
+Level = Literal["system", "tenant"]
+Role = Literal["customer_administrator", "administrator"]
+
+
+class Organization(BaseModel):
+    id: UUID
+    name: str
+    parent_id: UUID | None
+    tenant_id: UUID | None
+    depth: int = Field(description="0 for the system, 1 for a tenant, deeper for organizations")
+    level: Literal["system", "tenant", "organization"]
+
+
+class OrganizationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    parent_id: UUID
+
+
+class Administrator(BaseModel):
+    id: UUID
+    username: str
+    email: str
+    display_name: str
+    level: Level
+    role: Role
+    organization_id: UUID
+    tenant_id: UUID | None
+    created_at: datetime
+
+
+class AdministratorCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: Username
+    email: EmailStr
+    display_name: Name
+    level: Level
+    role: Role = "customer_administrator"
+    organization_id: UUID

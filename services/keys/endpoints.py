@@ -1,0 +1,119 @@
+"""HTTP routes of the keys service: parse, authorize, call the service layer, shape the answer."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from services.keys import service
+from services.keys.auth import KeyManager, Service
+from services.keys.context import KeysContext
+from services.keys.schemas import (
+    SORT_ALIASES,
+    BulkDelete,
+    BulkDeleted,
+    Key,
+    KeyCreate,
+    KeyPage,
+    KeyUpdate,
+    KeyWithSecret,
+    ListQuery,
+    VerifyRequest,
+    VerifyResponse,
+)
+from shared.errors import ApiError
+
+
+async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    async with request.app.state.pool.acquire() as conn:
+        yield conn
+
+
+def keys_context(request: Request) -> KeysContext:
+    return request.app.state.keys
+
+
+Conn = Annotated[asyncpg.Connection, Depends(connection)]
+Ctx = Annotated[KeysContext, Depends(keys_context)]
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+def list_query(
+    organization_id: UUID | None = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+    sort: str = "name",
+    order: str = "asc",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> ListQuery:
+    field = SORT_ALIASES.get(sort)
+    if field is None:
+        raise ApiError(422, "unknown sort column", fields={"sort": f"one of {', '.join(sorted(SORT_ALIASES))}"})
+    if order not in ("asc", "desc"):
+        raise ApiError(422, "unknown order", fields={"order": "asc or desc"})
+    return ListQuery(organization_id=organization_id, q=q or None, sort=field, order=order, limit=limit, cursor=cursor)  # type: ignore[arg-type]
+
+
+Listing = Annotated[ListQuery, Depends(list_query)]
+
+
+@router.post("/verify", response_model=VerifyResponse, response_model_exclude_none=True)
+async def verify(body: VerifyRequest, _: Service, ctx: Ctx) -> VerifyResponse:
+    """Checks a key presented by a voice client; the same answer shape for every invalid key."""
+    return await service.verify(ctx, body.key)
+
+
+@router.get("", response_model=KeyPage)
+async def list_keys(actor: KeyManager, conn: Conn, query: Listing) -> KeyPage:
+    """Keys at and below an organization, searched, sorted and keyset-paginated."""
+    return await service.list_keys(conn, actor, query)
+
+
+@router.get("/export.csv")
+async def export_keys(request: Request, actor: KeyManager, ctx: Ctx, query: Listing) -> StreamingResponse:
+    """Every key the list shows for this filter, with the full key, as a streamed CSV."""
+    body = await service.export_keys(request.app.state.pool, ctx, actor, query)
+    return StreamingResponse(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="api-keys.csv"', "Cache-Control": "no-store"},
+    )
+
+
+@router.post("", response_model=KeyWithSecret, status_code=201)
+async def create_key(body: KeyCreate, actor: KeyManager, conn: Conn, ctx: Ctx, response: Response) -> KeyWithSecret:
+    """Creates a key; the answer is the only one, with the export, that carries the full key unasked."""
+    created = await service.create_key(conn, ctx, actor, body)
+    response.headers["Cache-Control"] = "no-store"
+    return created
+
+
+@router.post("/bulk-delete", response_model=BulkDeleted)
+async def bulk_delete(body: BulkDelete, actor: KeyManager, conn: Conn, ctx: Ctx) -> BulkDeleted:
+    """Deletes several keys in one transaction: all of them, or none."""
+    return BulkDeleted(deleted=await service.delete_keys(conn, ctx, actor, body.ids, "bulk"))
+
+
+@router.get("/{key_id}", response_model=KeyWithSecret)
+async def get_key(key_id: UUID, actor: KeyManager, conn: Conn, ctx: Ctx, response: Response) -> KeyWithSecret:
+    """One key with the full key; the reveal is audited."""
+    key = await service.reveal_key(conn, ctx, actor, key_id)
+    response.headers["Cache-Control"] = "no-store"
+    return key
+
+
+@router.patch("/{key_id}", response_model=Key)
+async def rename_key(key_id: UUID, body: KeyUpdate, actor: KeyManager, conn: Conn, ctx: Ctx) -> Key:
+    """Renames a key."""
+    return await service.rename_key(conn, ctx, actor, key_id, body.name)
+
+
+@router.delete("/{key_id}", status_code=204)
+async def delete_key(key_id: UUID, actor: KeyManager, conn: Conn, ctx: Ctx) -> Response:
+    """Deletes a key for good."""
+    await service.delete_keys(conn, ctx, actor, [key_id], "manual")
+    return Response(status_code=204)

@@ -1,0 +1,61 @@
+"""The expiry watcher: announces each key once per notice threshold, through the outbox."""
+
+import asyncio
+import logging
+import math
+import time
+from datetime import timedelta
+
+import asyncpg
+
+from services.keys import repository
+from services.keys.metrics import EXPIRING_ANNOUNCED, WATCHER_LAST_RUN
+from services.keys.service import common_fields
+from shared.events import CloudEvent, KeyExpiring
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+
+
+def days_left(seconds_left: float) -> int:
+    return max(0, math.ceil(seconds_left / 86400))
+
+
+async def announce_once(pool: asyncpg.Pool, thresholds: list[int], topic: str) -> int:
+    """One pass: every key that crossed a threshold gets its event; returns how many were announced."""
+    announced = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await repository.announce_expiring(conn, thresholds, BATCH)
+            events = [
+                CloudEvent.of(
+                    KeyExpiring(
+                        **common_fields(row),
+                        threshold_seconds=row["threshold"],
+                        days_left=days_left(float(row["seconds_left"])),
+                    )
+                )
+                for row in rows
+            ]
+            if events:
+                await repository.add_events(conn, topic, events)
+        for row in rows:
+            EXPIRING_ANNOUNCED.labels(str(row["threshold"])).inc()
+        announced += len(rows)
+        if len(rows) < BATCH:
+            return announced
+
+
+async def watch(pool: asyncpg.Pool, thresholds: tuple[timedelta, ...], interval: timedelta, topic: str) -> None:
+    seconds = [int(t.total_seconds()) for t in thresholds]
+    while True:
+        started = time.monotonic()
+        try:
+            count = await announce_once(pool, seconds, topic)
+            WATCHER_LAST_RUN.set_to_current_time()
+            if count:
+                log.info("expiry watcher announced %d key(s)", count)
+        except Exception:
+            log.warning("expiry watcher pass failed; retrying next interval", exc_info=True)
+        await asyncio.sleep(max(0.0, interval.total_seconds() - (time.monotonic() - started)))

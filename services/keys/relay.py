@@ -1,0 +1,150 @@
+"""The outbox relay: publishes committed events to Kafka, in order, and marks them sent once acknowledged.
+
+One replica relays at a time (a session advisory lock on a dedicated connection); the others wait to take
+over. Publishing is at-least-once: a crash between Kafka's acknowledgement and the UPDATE re-sends those
+events, with the same `ce_id`, for consumers to drop.
+"""
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, wait_exponential
+
+from services.keys import repository
+from services.keys.metrics import (
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    RELAY_FAILURES,
+    RELAY_LAG,
+    RELAY_LEADER,
+    RELAY_PUBLISHED,
+)
+from shared.kafka import idempotent_producer
+
+log = logging.getLogger(__name__)
+
+RELAY_LOCK = 0x6B77_7265  # "kwre"
+CHANNEL = "keys_outbox"
+BATCH = 500
+# LISTEN/NOTIFY wakes the relay; this only bounds the wait if a notification is ever missed.
+SAFETY_WAKE_SECONDS = 30.0
+
+
+class OutboxRelay:
+    def __init__(
+        self, pool: asyncpg.Pool, dsn: str, bootstrap: str, *, client_id: str, retention_seconds: float
+    ) -> None:
+        self.pool = pool
+        self.dsn = dsn
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.retention_seconds = retention_seconds
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+
+    async def run(self) -> None:
+        """Runs until cancelled, surviving database and Kafka outages."""
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential(multiplier=0.2, max=5),
+            retry=retry_if_exception_type(Exception),
+            before_sleep=before_sleep_log(log, logging.WARNING),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    await self._lead()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    RELAY_FAILURES.inc()
+                    await self._drop_producer()
+                    raise
+
+    async def _lead(self) -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(self.dsn)
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
+                await asyncio.sleep(1.0)
+            RELAY_LEADER.set(1)
+            log.info("relay: this replica publishes the outbox")
+            await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
+            last_purge = 0.0
+            while True:
+                if conn.is_closed():
+                    raise ConnectionError("lost the relay's lock connection")
+                self._wake.clear()
+                while await self._publish_batch():
+                    pass
+                now = asyncio.get_running_loop().time()
+                if now - last_purge > 300:
+                    async with self.pool.acquire() as c:
+                        await repository.purge_sent(c, self.retention_seconds)
+                    last_purge = now
+                try:
+                    await asyncio.wait_for(self._wake.wait(), SAFETY_WAKE_SECONDS)
+                except TimeoutError:
+                    pass
+        finally:
+            RELAY_LEADER.set(0)
+            if not conn.is_closed():
+                await conn.close(timeout=2)
+
+    async def _publish_batch(self) -> bool:
+        """Publishes the oldest unsent events; True when there may be more."""
+        async with self.pool.acquire() as conn:
+            rows = await repository.unsent_events(conn, BATCH)
+        if not rows:
+            return False
+        producer = await self._ensure_producer()
+        # send() queues in order; awaiting every delivery future means Kafka acknowledged them all.
+        deliveries = [
+            await producer.send(
+                row["topic"],
+                value=row["payload"],
+                key=row["message_key"],
+                headers=[(name, value.encode()) for name, value in row["headers"]],
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*deliveries)
+        async with self.pool.acquire() as conn:
+            await repository.mark_sent(conn, [row["id"] for row in rows])
+        now = datetime.now(UTC)
+        for row in rows:
+            RELAY_LAG.observe((now - row["created_at"]).total_seconds())
+        RELAY_PUBLISHED.inc(len(rows))
+        return len(rows) == BATCH
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = idempotent_producer(self.bootstrap, self.client_id)
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception:
+                log.debug("relay: producer did not stop cleanly", exc_info=True)
+
+    async def close(self) -> None:
+        await self._drop_producer()
+
+
+async def observe_outbox(pool: asyncpg.Pool, interval: float = 5.0) -> None:
+    """Keeps the backlog gauges current on every replica, whether or not this one relays or Kafka answers."""
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                row = await repository.outbox_backlog(conn)
+            OUTBOX_BACKLOG.set(row["backlog"])
+            OUTBOX_OLDEST_AGE.set(float(row["oldest_age"]))
+        except Exception:
+            log.warning("could not read the outbox backlog", exc_info=True)
+        await asyncio.sleep(interval)

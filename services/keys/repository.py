@@ -1,0 +1,312 @@
+"""Every SQL statement of the keys: the keys, their audit, the outbox and the watchers' queries."""
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from shared.events import CloudEvent, encode
+
+KEY_COLUMNS = (
+    "id, name, organization_id, organization_name, tenant_id, created_by, created_at, expires_at, "
+    "last_used_at, key_display"
+)
+SECRET_COLUMNS = "ciphertext, enc_key_id"
+
+# Sort field -> (SQL expression, how a cursor value is cast back). Each has an index on (expr, id).
+SORTS: dict[str, tuple[str, str]] = {
+    "name": ("lower(name)", "text"),
+    "organization": ("lower(organization_name)", "text"),
+    "created_by": ("lower(created_by)", "text"),
+    "expires_at": ("expires_at", "timestamptz"),
+    "created_at": ("created_at", "timestamptz"),
+    "key": ("key_display", "text"),
+}
+
+
+def like_pattern(q: str) -> str:
+    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class Where:
+    """A WHERE clause built from the filters that apply, so each query plans for what it really filters on."""
+
+    def __init__(self, *conditions: str) -> None:
+        self.conditions = list(conditions)
+        self.args: list[Any] = []
+
+    def add(self, template: str, value: Any) -> "Where":
+        self.args.append(value)
+        self.conditions.append(template.replace("?", f"${len(self.args)}"))
+        return self
+
+    def reach(self, subtree: str | None) -> "Where":
+        return self if subtree is None else self.add("organization_path <@ ?::ltree", subtree)
+
+    def search(self, q: str | None) -> "Where":
+        return self if not q else self.add("search_text LIKE ?", like_pattern(q))
+
+    def param(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.conditions) or "true"
+
+
+LIVE = "expires_at > now()"
+
+
+async def insert_key(conn: asyncpg.Connection, values: dict[str, Any]) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"""
+        INSERT INTO keys.api_keys (id, name, organization_id, organization_path, organization_name, tenant_id,
+            created_by, created_at, expires_at, key_display, digest, digest_key_id, ciphertext, enc_key_id)
+        VALUES ($1, $2, $3, $4::ltree, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        RETURNING {KEY_COLUMNS}
+        """,
+        values["id"],
+        values["name"],
+        values["organization_id"],
+        values["organization_path"],
+        values["organization_name"],
+        values["tenant_id"],
+        values["created_by"],
+        values["created_at"],
+        values["expires_at"],
+        values["key_display"],
+        values["digest"],
+        values["digest_key_id"],
+        values["ciphertext"],
+        values["enc_key_id"],
+    )
+
+
+async def key(
+    conn: asyncpg.Connection, key_id: UUID, reach: str | None, *, with_secret: bool = False, lock: bool = False
+) -> asyncpg.Record | None:
+    columns = f"{KEY_COLUMNS}, {SECRET_COLUMNS}" if with_secret else KEY_COLUMNS
+    where = Where(LIVE).add("id = ?", key_id).reach(reach)
+    return await conn.fetchrow(
+        f"SELECT {columns} FROM keys.api_keys WHERE {where.sql} {'FOR UPDATE' if lock else ''}", *where.args
+    )
+
+
+async def rename_key(conn: asyncpg.Connection, key_id: UUID, name: str) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"UPDATE keys.api_keys SET name = $2 WHERE id = $1 RETURNING {KEY_COLUMNS}", key_id, name
+    )
+
+
+async def delete_keys(conn: asyncpg.Connection, ids: Sequence[UUID], reach: str | None) -> list[asyncpg.Record]:
+    where = Where(LIVE).add("id = ANY(?::uuid[])", list(ids)).reach(reach)
+    return await conn.fetch(f"DELETE FROM keys.api_keys WHERE {where.sql} RETURNING {KEY_COLUMNS}", *where.args)
+
+
+async def list_keys(
+    conn: asyncpg.Connection,
+    *,
+    subtree: str | None,
+    q: str | None,
+    sort: str,
+    descending: bool,
+    after: tuple[Any, UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    expr, cast = SORTS[sort]
+    direction = "DESC" if descending else "ASC"
+    where = Where(LIVE).reach(subtree).search(q)
+    if after is not None:
+        value, last_id = where.param(after[0]), where.param(after[1])
+        where.conditions.append(f"({expr}, id) {'<' if descending else '>'} ({value}::{cast}, {last_id}::uuid)")
+    return await conn.fetch(
+        f"""
+        SELECT {KEY_COLUMNS}, {expr} AS sort_value FROM keys.api_keys
+        WHERE {where.sql}
+        ORDER BY {expr} {direction}, id {direction}
+        LIMIT {where.param(limit)}
+        """,
+        *where.args,
+    )
+
+
+async def count_keys(conn: asyncpg.Connection, *, subtree: str | None, q: str | None) -> int:
+    where = Where(LIVE).reach(subtree).search(q)
+    return int(await conn.fetchval(f"SELECT count(*) FROM keys.api_keys WHERE {where.sql}", *where.args))
+
+
+async def export_rows(
+    conn: asyncpg.Connection, *, subtree: str | None, q: str | None, sort: str, descending: bool
+) -> AsyncIterator[asyncpg.Record]:
+    """A server-side cursor: rows arrive a batch at a time, never all at once. Needs a transaction."""
+    expr, _ = SORTS[sort]
+    direction = "DESC" if descending else "ASC"
+    where = Where(LIVE).reach(subtree).search(q)
+    query = f"""
+        SELECT {KEY_COLUMNS}, {SECRET_COLUMNS} FROM keys.api_keys
+        WHERE {where.sql}
+        ORDER BY {expr} {direction}, id {direction}
+    """
+    async for row in conn.cursor(query, *where.args, prefetch=1000):
+        yield row
+
+
+async def find_by_digest(pool: asyncpg.Pool, digests: list[bytes]) -> asyncpg.Record | None:
+    if len(digests) == 1:
+        return await pool.fetchrow(
+            "SELECT id, organization_id, tenant_id, expires_at FROM keys.api_keys WHERE digest = $1", digests[0]
+        )
+    return await pool.fetchrow(
+        "SELECT id, organization_id, tenant_id, expires_at FROM keys.api_keys WHERE digest = ANY($1::bytea[])", digests
+    )
+
+
+async def record_usage(pool: asyncpg.Pool, ids: list[UUID], times: list[datetime]) -> None:
+    await pool.execute(
+        """
+        UPDATE keys.api_keys k SET last_used_at = u.at
+        FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
+        WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)
+        """,
+        ids,
+        times,
+    )
+
+
+async def audit(
+    conn: asyncpg.Connection,
+    actor: str,
+    action: str,
+    *,
+    key: asyncpg.Record | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO keys.audit_log (actor, action, key_id, key_name, organization_id, details)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+        """,
+        actor,
+        action,
+        key["id"] if key else None,
+        key["name"] if key else None,
+        key["organization_id"] if key else None,
+        details or {},
+    )
+
+
+async def audit_many(conn: asyncpg.Connection, actor: str, action: str, keys: Sequence[asyncpg.Record], details: dict[str, Any]) -> None:
+    await conn.executemany(
+        """
+        INSERT INTO keys.audit_log (actor, action, key_id, key_name, organization_id, details)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+        """,
+        [(actor, action, k["id"], k["name"], k["organization_id"], {**details, "created_at": k["created_at"].isoformat(), "expires_at": k["expires_at"].isoformat()}) for k in keys],
+    )
+
+
+async def add_events(conn: asyncpg.Connection, topic: str, events: Sequence[CloudEvent]) -> None:
+    """Writes events to the outbox, inside the caller's transaction."""
+    rows = []
+    for event in events:
+        message_key, payload, headers = encode(event)
+        rows.append((topic, message_key, [[name, value.decode()] for name, value in headers], payload))
+    await conn.executemany(
+        "INSERT INTO keys.outbox (topic, message_key, headers, payload) VALUES ($1, $2, $3::jsonb, $4)", rows
+    )
+
+
+async def announce_expiring(
+    conn: asyncpg.Connection, thresholds: list[int], limit: int
+) -> list[asyncpg.Record]:
+    """Marks keys that crossed a notice threshold not yet announced with the most imminent one crossed.
+
+    Rows are locked and re-checked, so several watchers never announce one (key, threshold) twice, and a
+    key that crossed several thresholds while no watcher ran gets only the most imminent.
+    """
+    return await conn.fetch(
+        f"""
+        WITH due AS (
+            SELECT k.id, crossed.threshold
+            FROM keys.api_keys k
+            CROSS JOIN LATERAL (
+                SELECT min(t) AS threshold FROM unnest($1::bigint[]) AS t
+                WHERE k.expires_at <= now() + make_interval(secs => t)
+            ) crossed
+            WHERE k.expires_at > now()
+              AND k.expires_at <= now() + make_interval(secs => $2)
+              AND crossed.threshold IS NOT NULL
+              AND (k.noticed_threshold_seconds IS NULL OR crossed.threshold < k.noticed_threshold_seconds)
+            ORDER BY k.expires_at
+            LIMIT $3
+            FOR UPDATE OF k SKIP LOCKED
+        )
+        UPDATE keys.api_keys k SET noticed_threshold_seconds = due.threshold
+        FROM due WHERE k.id = due.id
+        RETURNING {", ".join("k." + c.strip() for c in KEY_COLUMNS.split(","))}, due.threshold,
+            extract(epoch FROM k.expires_at - now()) AS seconds_left
+        """,
+        thresholds,
+        max(thresholds),
+        limit,
+    )
+
+
+async def unsent_events(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT id, topic, message_key, headers, payload, created_at FROM keys.outbox
+        WHERE sent_at IS NULL ORDER BY id LIMIT $1
+        """,
+        limit,
+    )
+
+
+async def mark_sent(conn: asyncpg.Connection, ids: list[int]) -> None:
+    await conn.execute("UPDATE keys.outbox SET sent_at = clock_timestamp() WHERE id = ANY($1::bigint[])", ids)
+
+
+async def outbox_backlog(conn: asyncpg.Connection) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """
+        SELECT count(*) AS backlog, coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) AS oldest_age
+        FROM keys.outbox WHERE sent_at IS NULL
+        """
+    )
+
+
+async def purge_sent(conn: asyncpg.Connection, older_than_seconds: float, limit: int = 10000) -> int:
+    status = await conn.execute(
+        """
+        DELETE FROM keys.outbox WHERE id IN (
+            SELECT id FROM keys.outbox WHERE sent_at < now() - make_interval(secs => $1) LIMIT $2
+        )
+        """,
+        older_than_seconds,
+        limit,
+    )
+    return int(status.split()[-1])
+
+
+async def rows_to_rotate(conn: asyncpg.Connection, enc_key_id: str, digest_key_id: str, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT id, ciphertext, enc_key_id FROM keys.api_keys
+        WHERE enc_key_id <> $1 OR digest_key_id <> $2
+        LIMIT $3 FOR UPDATE SKIP LOCKED
+        """,
+        enc_key_id,
+        digest_key_id,
+        limit,
+    )
+
+
+async def store_rotated(conn: asyncpg.Connection, rows: list[tuple[UUID, bytes, str, bytes, str]]) -> None:
+    await conn.executemany(
+        "UPDATE keys.api_keys SET ciphertext = $2, enc_key_id = $3, digest = $4, digest_key_id = $5 WHERE id = $1",
+        rows,
+    )

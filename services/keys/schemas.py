@@ -1,0 +1,86 @@
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.keys.directory.schemas import Name
+
+SortField = Literal["name", "organization", "expires_at", "created_by", "created_at", "key"]
+SORT_ALIASES: dict[str, SortField] = {
+    "name": "name",
+    "organization": "organization",
+    "organization_name": "organization",
+    "expires_at": "expires_at",
+    "expiration": "expires_at",
+    "expiration_date": "expires_at",
+    "created_by": "created_by",
+    "created_at": "created_at",
+    "key": "key",
+    "key_display": "key",
+}
+
+
+class Key(BaseModel):
+    id: UUID
+    name: str
+    organization_id: UUID
+    organization_name: str
+    tenant_id: UUID | None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    key_display: str
+
+
+class KeyWithSecret(Key):
+    key: str = Field(description="The full API key")
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    organization_id: UUID
+
+
+class KeyUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+
+
+class KeyPage(BaseModel):
+    items: list[Key]
+    next_cursor: str | None
+    total: int
+
+
+class BulkDelete(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: Annotated[list[UUID], Field(min_length=1, max_length=1000)]
+
+
+class BulkDeleted(BaseModel):
+    deleted: list[UUID]
+
+
+class VerifyRequest(BaseModel):
+    # Lenient on purpose: a malformed key is an ordinary "invalid" answer, not a 422 that tells it apart.
+    key: Annotated[str, Field(max_length=512)]
+
+
+class VerifyResponse(BaseModel):
+    valid: bool
+    key_id: UUID | None = None
+    organization_id: UUID | None = None
+    tenant_id: UUID | None = None
+    expires_at: datetime | None = None
+
+
+class ListQuery(BaseModel):
+    organization_id: UUID | None = None
+    q: Annotated[str | None, Field(max_length=100)] = None
+    sort: SortField = "name"
+    order: Literal["asc", "desc"] = "asc"
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+    cursor: Annotated[str | None, Field(max_length=1000)] = None

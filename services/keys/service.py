@@ -1,0 +1,217 @@
+"""Key use cases: create, reveal, rename, delete, list, export and verify."""
+
+import base64
+import binascii
+import json
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from services.keys import keyformat, repository
+from services.keys.auth import Actor
+from services.keys.context import KeysContext
+from services.keys.crypto import Sealed
+from services.keys.directory import repository as directory
+from services.keys.export import stream_csv
+from services.keys.metrics import KEYS_CREATED, KEYS_DELETED, VERIFY_OUTCOMES
+from services.keys.schemas import Key, KeyCreate, KeyPage, KeyWithSecret, ListQuery, VerifyResponse
+from shared.errors import ApiError, Conflict, NotFound
+from shared.events import CloudEvent, DeleteReason, KeyCreated, KeyDeleted, KeyUpdated
+
+INVALID = VerifyResponse(valid=False)
+# Bound once: the verify path does no label lookups.
+_OUTCOMES = {o: VERIFY_OUTCOMES.labels(o) for o in ("malformed", "unknown", "expired", "valid")}
+_NAME_TAKEN = ("an API key with this name already exists in this organization", {"name": "already taken"})
+
+
+def common_fields(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "key_id": row["id"],
+        "name": row["name"],
+        "organization_id": row["organization_id"],
+        "tenant_id": row["tenant_id"],
+        "created_by": row["created_by"],
+        "created_at": row["created_at"],
+        "expires_at": row["expires_at"],
+        "key_display": row["key_display"],
+    }
+
+
+def _key(row: asyncpg.Record) -> Key:
+    return Key.model_validate({name: row[name] for name in Key.model_fields})
+
+
+async def create_key(conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, data: KeyCreate) -> KeyWithSecret:
+    key_id = uuid4()
+    plain = keyformat.generate()
+    sealed = ctx.cipher.seal(plain, key_id)
+    now = datetime.now(UTC)
+    async with conn.transaction():
+        org = await directory.organization(conn, data.organization_id, actor.reach)
+        if org is None:
+            raise ApiError(422, "the organization does not exist", fields={"organization_id": "not found"})
+        values = {
+            "id": key_id,
+            "name": data.name,
+            "organization_id": org["id"],
+            "organization_path": org["path"],
+            "organization_name": org["name"],
+            "tenant_id": org["tenant_id"],
+            "created_by": actor.username,
+            "created_at": now,
+            "expires_at": now + ctx.key_lifetime,
+            "key_display": keyformat.display(plain),
+            "digest": ctx.digester.digest(plain),
+            "digest_key_id": ctx.digester.active_id,
+            "ciphertext": sealed.blob,
+            "enc_key_id": sealed.key_id,
+        }
+        try:
+            row = await repository.insert_key(conn, values)
+        except asyncpg.UniqueViolationError:
+            raise Conflict(*_NAME_TAKEN) from None
+        await repository.audit(conn, actor.username, "create", key=row)
+        await repository.add_events(conn, ctx.topic, [CloudEvent.of(KeyCreated(**common_fields(row)))])
+    KEYS_CREATED.inc()
+    return KeyWithSecret(**_key(row).model_dump(), key=plain)
+
+
+async def reveal_key(conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, key_id: UUID) -> KeyWithSecret:
+    async with conn.transaction():
+        row = await repository.key(conn, key_id, actor.reach, with_secret=True)
+        if row is None:
+            raise NotFound("API key")
+        await repository.audit(conn, actor.username, "reveal", key=row)
+    plain = ctx.cipher.open(Sealed(row["enc_key_id"], row["ciphertext"]), row["id"])
+    return KeyWithSecret(**_key(row).model_dump(), key=plain)
+
+
+async def rename_key(conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, key_id: UUID, name: str) -> Key:
+    async with conn.transaction():
+        before = await repository.key(conn, key_id, actor.reach, lock=True)
+        if before is None:
+            raise NotFound("API key")
+        if before["name"] == name:
+            return _key(before)
+        try:
+            row = await repository.rename_key(conn, key_id, name)
+        except asyncpg.UniqueViolationError:
+            raise Conflict(*_NAME_TAKEN) from None
+        await repository.audit(conn, actor.username, "rename", key=row, details={"previous_name": before["name"]})
+        event = KeyUpdated(**common_fields(row), previous_name=before["name"])
+        await repository.add_events(conn, ctx.topic, [CloudEvent.of(event)])
+    return _key(row)
+
+
+async def delete_keys(
+    conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, ids: Sequence[UUID], reason: DeleteReason
+) -> list[UUID]:
+    """Deletes all of `ids` or none: one unknown or unreachable id makes the whole call a 404."""
+    wanted = list(dict.fromkeys(ids))
+    async with conn.transaction():
+        rows = await repository.delete_keys(conn, wanted, actor.reach)
+        if len(rows) != len(wanted):
+            missing = sorted({str(i) for i in wanted} - {str(r["id"]) for r in rows})
+            raise ApiError(404, f"API key not found: {', '.join(missing)}", code="not_found")
+        await repository.audit_many(conn, actor.username, "delete", rows, {"reason": reason})
+        events = [CloudEvent.of(KeyDeleted(**common_fields(r), reason=reason, deleted_by=actor.username)) for r in rows]
+        await repository.add_events(conn, ctx.topic, events)
+    KEYS_DELETED.labels(reason).inc(len(rows))
+    return [r["id"] for r in rows]
+
+
+async def _subtree(conn: asyncpg.Connection, actor: Actor, organization_id: UUID | None) -> str | None:
+    if organization_id is None:
+        return actor.reach
+    org = await directory.organization(conn, organization_id, actor.reach)
+    if org is None:
+        raise NotFound("organization")
+    return str(org["path"])
+
+
+def encode_cursor(query: ListQuery, row: asyncpg.Record) -> str:
+    value = row["sort_value"]
+    raw = [query.sort, query.order, value.isoformat() if isinstance(value, datetime) else value, str(row["id"])]
+    return base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
+
+
+def decode_cursor(query: ListQuery) -> tuple[Any, UUID] | None:
+    if query.cursor is None:
+        return None
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(query.cursor + "=" * (-len(query.cursor) % 4)))
+        sort, order, value, last_id = raw
+        if (sort, order) != (query.sort, query.order):
+            raise ValueError("the cursor belongs to another sort order")
+        _, cast = repository.SORTS[sort]
+        parsed = datetime.fromisoformat(value) if cast == "timestamptz" else str(value)
+        return parsed, UUID(last_id)
+    except (ValueError, TypeError, KeyError, binascii.Error, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"invalid cursor: {exc}" if "sort order" in str(exc) else "invalid cursor") from None
+
+
+async def list_keys(conn: asyncpg.Connection, actor: Actor, query: ListQuery) -> KeyPage:
+    subtree = await _subtree(conn, actor, query.organization_id)
+    after = decode_cursor(query)
+    q = query.q.strip() if query.q else None
+    rows = await repository.list_keys(
+        conn, subtree=subtree, q=q, sort=query.sort, descending=query.order == "desc", after=after, limit=query.limit + 1
+    )
+    total = await repository.count_keys(conn, subtree=subtree, q=q)
+    page = rows[: query.limit]
+    next_cursor = encode_cursor(query, page[-1]) if len(rows) > query.limit else None
+    return KeyPage(items=[_key(r) for r in page], next_cursor=next_cursor, total=total)
+
+
+async def export_keys(
+    pool: asyncpg.Pool, ctx: KeysContext, actor: Actor, query: ListQuery
+) -> AsyncIterator[bytes]:
+    """Checks reach and audits before the first byte; then streams rows from one server-side cursor."""
+    async with pool.acquire() as conn:
+        subtree = await _subtree(conn, actor, query.organization_id)
+        details = {"organization_id": str(query.organization_id) if query.organization_id else None, "q": query.q}
+        await repository.audit(conn, actor.username, "export", details=details)
+
+    async def body() -> AsyncIterator[bytes]:
+        async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+            rows = repository.export_rows(
+                conn, subtree=subtree, q=query.q.strip() if query.q else None, sort=query.sort,
+                descending=query.order == "desc",
+            )
+
+            async def cells() -> AsyncIterator[tuple[str, ...]]:
+                async for r in rows:
+                    plain = ctx.cipher.open(Sealed(r["enc_key_id"], r["ciphertext"]), r["id"])
+                    yield (
+                        str(r["id"]), r["name"], r["organization_name"], r["expires_at"].date().isoformat(),
+                        r["created_by"], r["created_at"].isoformat(), plain,
+                    )
+
+            async for chunk in stream_csv(cells()):
+                yield chunk
+
+    return body()
+
+
+async def verify(ctx: KeysContext, key: str) -> VerifyResponse:
+    # Whatever went wrong, the caller gets the same `{"valid": false}`; only the metric tells them apart.
+    if not keyformat.is_well_formed(key):
+        _OUTCOMES["malformed"].inc()
+        return INVALID
+    row = await repository.find_by_digest(ctx.pool, ctx.digester.candidates(key))
+    if row is None:
+        _OUTCOMES["unknown"].inc()
+        return INVALID
+    now = datetime.now(UTC)
+    if row["expires_at"] <= now:
+        _OUTCOMES["expired"].inc()
+        return INVALID
+    ctx.usage.touch(row["id"], now)
+    _OUTCOMES["valid"].inc()
+    return VerifyResponse(
+        valid=True, key_id=row["id"], organization_id=row["organization_id"], tenant_id=row["tenant_id"],
+        expires_at=row["expires_at"],
+    )

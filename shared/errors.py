@@ -1,0 +1,122 @@
+"""The error shape of every API: {"error": {"code", "message", "fields"?}}, never a 500 for bad input."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error meant for the caller: its status, code and message are safe to show."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, fields: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code or _CODES.get(status, "error")
+        self.message = message
+        self.fields = fields
+
+
+class NotFound(ApiError):
+    def __init__(self, what: str = "resource"):
+        super().__init__(404, f"{what} not found")
+
+
+class Conflict(ApiError):
+    def __init__(self, message: str, fields: dict[str, str] | None = None):
+        super().__init__(409, message, fields=fields)
+
+
+def error_body(status: int, message: str, code: str | None = None, fields: dict[str, str] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code or _CODES.get(status, "error"), "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.status, exc.message, exc.code, exc.fields), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields: dict[str, str] = {}
+        for err in exc.errors():
+            fields.setdefault(_field_path(tuple(err.get("loc", ()))), str(err.get("msg", "invalid")))
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return JSONResponse(error_body(400, "the body is not valid JSON"), status_code=400)
+        return JSONResponse(error_body(422, "the request has invalid fields", fields=fields), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body(500, "internal error", "internal"), status_code=500)
+
+    _ = HTTPException  # FastAPI's HTTPException subclasses Starlette's and is handled above
+
+
+class BodySizeLimit:
+    """Refuses bodies over a limit with 413, whether or not the client sent Content-Length.
+
+    A body that grows past the limit while streaming raises ApiError(413) from receive(), which the
+    route's exception handling turns into the usual error shape.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                response = JSONResponse(self._body(), status_code=413)
+                await response(scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise ApiError(413, self._body()["error"]["message"])
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _body(self) -> dict[str, Any]:
+        return error_body(413, f"the body is larger than {self.max_bytes} bytes")

@@ -1,0 +1,26 @@
+"""The lifecycle events every service speaks: their data models and the CloudEvents envelope."""
+
+from shared.events.envelope import CloudEvent, decode, encode, parse_event
+from shared.events.models import (
+    EVENT_TYPES,
+    DeleteReason,
+    KeyCreated,
+    KeyDeleted,
+    KeyEventData,
+    KeyExpiring,
+    KeyUpdated,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "CloudEvent",
+    "DeleteReason",
+    "KeyCreated",
+    "KeyDeleted",
+    "KeyEventData",
+    "KeyExpiring",
+    "KeyUpdated",
+    "decode",
+    "encode",
+    "parse_event",
+]

@@ -1,0 +1,51 @@
+"""One model per event's `data`, named in the past tense. None of them carries the key itself."""
+
+from datetime import datetime
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DeleteReason = Literal["manual", "bulk", "expired"]
+
+
+class KeyEventData(BaseModel):
+    """The fields every lifecycle event carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: ClassVar[str]
+
+    key_id: UUID
+    name: str = Field(min_length=1, max_length=100)
+    organization_id: UUID
+    tenant_id: UUID | None = Field(description="The tenant above the organization; null for system-level keys")
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    key_display: str = Field(description="The key truncated in the middle, as the console shows it")
+
+
+class KeyCreated(KeyEventData):
+    type: ClassVar[str] = "io.keyward.apikey.created.v1"
+
+
+class KeyUpdated(KeyEventData):
+    type: ClassVar[str] = "io.keyward.apikey.updated.v1"
+    previous_name: str
+
+
+class KeyExpiring(KeyEventData):
+    type: ClassVar[str] = "io.keyward.apikey.expiring.v1"
+    threshold_seconds: int = Field(gt=0, description="The notice threshold the key crossed")
+    days_left: int = Field(ge=0, description="Whole days until expiry, rounded up")
+
+
+class KeyDeleted(KeyEventData):
+    type: ClassVar[str] = "io.keyward.apikey.deleted.v1"
+    reason: DeleteReason
+    deleted_by: str = Field(description="The administrator's username, or 'system' for an expired key")
+
+
+EVENT_TYPES: dict[str, type[KeyEventData]] = {
+    model.type: model for model in (KeyCreated, KeyUpdated, KeyExpiring, KeyDeleted)
+}

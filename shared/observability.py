@@ -1,0 +1,114 @@
+"""What every service serves for operators: /healthz, /readyz and /metrics, and request metrics by route."""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+REQUEST_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["service", "method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+REQUESTS = Counter("http_requests_total", "HTTP requests by route template", ["service", "method", "route", "status"])
+
+ReadinessCheck = Callable[[], Awaitable[object]]
+
+
+class RequestMetrics:
+    """Times each request under its route template (never the raw path, which would explode cardinality)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            if template not in ("/metrics", "/healthz", "/readyz"):
+                labels = (self.service, scope["method"], template, str(status))
+                REQUEST_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+                REQUESTS.labels(*labels).inc()
+
+
+def operations_router(
+    checks: dict[str, ReadinessCheck], informational: dict[str, ReadinessCheck] | None = None, timeout: float = 2.0
+) -> APIRouter:
+    """`checks` decide readiness; `informational` ones are reported but never take the pod out of service."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        results = await _run(checks, timeout)
+        ready = all(v == "ok" for v in results.values())
+        results.update(await _run(informational or {}, timeout))
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": results}, 200 if ready else 503)
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def _run(checks: dict[str, ReadinessCheck], timeout: float) -> dict[str, str]:
+    results: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check(), timeout)
+            results[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            results[name] = f"failing: {type(exc).__name__}"
+    return results
+
+
+async def tcp_reachable(addresses: str) -> None:
+    """Raises unless one of `host:port,host:port` accepts a TCP connection."""
+    last: Exception = ConnectionError(f"no address in {addresses!r}")
+    for address in addresses.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.close()
+            await writer.wait_closed()
+            return
+        except OSError as exc:
+            last = exc
+    raise last
+
+
+def instrument(
+    app: FastAPI,
+    service: str,
+    checks: dict[str, ReadinessCheck],
+    informational: dict[str, ReadinessCheck] | None = None,
+) -> None:
+    app.include_router(operations_router(checks, informational))
+    app.add_middleware(RequestMetrics, service=service)

@@ -1,0 +1,33 @@
+"""The settings base every service builds on: environment variables, one class per service."""
+
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that only belong on a developer's machine; refused anywhere else.
+_PLACEHOLDER_MARKERS = ("dev-", "changeme", "insecure")
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    keyward_env: Literal["dev", "test", "prod"] = "prod"
+    database_url: str = "postgresql://keyward:keyward@127.0.0.1:55432/keyward"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic: str = "apikeys.lifecycle"
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    http_host: str = "127.0.0.1"
+
+    # Names of fields holding secrets; subclasses extend it.
+    secret_fields: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_dev(self) -> "ServiceSettings":
+        if self.keyward_env == "prod":
+            for name in self.secret_fields:
+                value = str(getattr(self, name, "") or "")
+                if not value or any(marker in value.lower() for marker in _PLACEHOLDER_MARKERS):
+                    raise ValueError(f"{name.upper()} holds a development placeholder; set a real secret")
+        return self

@@ -1,0 +1,13 @@
+"""Every test tier sees the development defaults of deploy/local/dev.env where a variable is unset."""
+
+import os
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_DEFAULT = re.compile(r"^([A-Z_]+)=\$\{\1:-(.*)\}$")
+
+for line in (ROOT / "deploy/local/dev.env").read_text().splitlines():
+    match = _DEFAULT.match(line.strip())
+    if match:
+        os.environ.setdefault(match.group(1), match.group(2))
