@@ -52,7 +52,7 @@ async def create_key(conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, d
     async with conn.transaction():
         org = await directory.organization(conn, data.organization_id, actor.reach)
         if org is None:
-            raise ApiError(422, "the organization does not exist", fields={"organization_id": "not found"})
+            raise NotFound("organization")
         values = {
             "id": key_id,
             "name": data.name,

@@ -37,7 +37,7 @@ async def create_organization(conn: asyncpg.Connection, actor: Actor, data: Orga
     async with conn.transaction():
         parent = await repository.organization(conn, data.parent_id, actor.reach)
         if parent is None:
-            raise ApiError(422, "the parent organization does not exist", fields={"parent_id": "not found"})
+            raise NotFound("parent organization")
         try:
             row = await repository.insert_organization(conn, uuid4(), data.name, parent)
         except asyncpg.UniqueViolationError:
@@ -69,7 +69,7 @@ async def create_administrator(
     async with conn.transaction():
         org = await repository.organization(conn, data.organization_id, actor.reach)
         if org is None:
-            raise ApiError(422, "the organization does not exist", fields={"organization_id": "not found"})
+            raise NotFound("organization")
         problem = _placement_error(data.level, org["depth"])
         if problem:
             raise ApiError(422, problem, fields={"level": problem})

@@ -1,0 +1,141 @@
+import csv
+import io
+
+import asyncpg
+
+from services.keys import keyformat
+from tests.fixtures.directory import Tenant
+from tests.fixtures.random_refs import key_name
+
+
+async def create(caller, org_id, name=None):
+    response = await caller.post("/v1/keys", json={"name": name or key_name(), "organization_id": str(org_id)})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_creating_a_key_answers_201_with_the_full_key_and_a_year_of_life(as_admin, tenant: Tenant):
+    admin = as_admin(tenant.admins[0])
+    body = await create(admin, tenant.orgs["org-1"], "  Front desk  ")
+    assert keyformat.is_well_formed(body["key"])
+    assert body["name"] == "Front desk"
+    assert body["created_by"] == tenant.admins[0]
+    assert body["tenant_id"] == str(tenant.id)
+    assert body["key_display"] == keyformat.display(body["key"])
+    from datetime import datetime
+
+    lifetime = datetime.fromisoformat(body["expires_at"]) - datetime.fromisoformat(body["created_at"])
+    assert lifetime.days == 365
+
+
+async def test_the_plain_key_is_never_stored(as_admin, tenant: Tenant, pool: asyncpg.Pool):
+    body = await create(as_admin(tenant.admins[0]), tenant.id)
+    row = await pool.fetchrow("SELECT * FROM keys.api_keys WHERE id = $1", body["id"])
+    for value in row.values():
+        if isinstance(value, bytes | str):
+            assert body["key"] not in (value.decode("latin-1") if isinstance(value, bytes) else value)
+
+
+async def test_bad_names_get_422_with_field_messages(as_admin, tenant: Tenant):
+    admin = as_admin(tenant.admins[0])
+    for name in ["", "   ", "x" * 101, "tab\there", "new\nline"]:
+        response = await admin.post("/v1/keys", json={"name": name, "organization_id": str(tenant.id)})
+        assert response.status_code == 422, (name, response.text)
+        assert "name" in response.json()["error"]["fields"]
+    response = await admin.post("/v1/keys", json={"organization_id": "not-a-uuid"})
+    assert response.status_code == 422
+    assert set(response.json()["error"]["fields"]) == {"name", "organization_id"}
+
+
+async def test_a_body_that_is_not_json_is_a_400(as_admin, tenant: Tenant):
+    response = await as_admin(tenant.admins[0]).post(
+        "/v1/keys", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code in (400, 422)
+    assert response.json()["error"]["code"] in ("bad_request", "validation_failed")
+
+
+async def test_a_huge_body_gets_413(as_admin, tenant: Tenant):
+    response = await as_admin(tenant.admins[0]).post(
+        "/v1/keys", json={"name": "x" * 200_000, "organization_id": str(tenant.id)}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_names_are_unique_per_organization_regardless_of_case(as_admin, tenant: Tenant):
+    admin = as_admin(tenant.admins[0])
+    await create(admin, tenant.id, "Reception")
+    response = await admin.post("/v1/keys", json={"name": "reception", "organization_id": str(tenant.id)})
+    assert response.status_code == 409
+    assert response.json()["error"]["fields"] == {"name": "already taken"}
+    await create(admin, tenant.orgs["org-1"], "Reception")
+
+
+async def test_getting_a_key_reveals_it_and_is_audited(as_admin, tenant: Tenant, pool: asyncpg.Pool):
+    admin = as_admin(tenant.admins[0])
+    created = await create(admin, tenant.id)
+    response = await admin.get(f"/v1/keys/{created['id']}")
+    assert response.status_code == 200
+    assert response.json()["key"] == created["key"]
+    assert response.headers["cache-control"] == "no-store"
+    actions = await pool.fetch("SELECT action, actor FROM keys.audit_log WHERE key_id = $1 ORDER BY id", created["id"])
+    assert [(r["action"], r["actor"]) for r in actions] == [("create", tenant.admins[0]), ("reveal", tenant.admins[0])]
+
+
+async def test_renaming_a_key_keeps_it_and_refuses_a_taken_name(as_admin, tenant: Tenant):
+    admin = as_admin(tenant.admins[0])
+    first = await create(admin, tenant.id, "First")
+    await create(admin, tenant.id, "Second")
+    response = await admin.patch(f"/v1/keys/{first['id']}", json={"name": " Renamed "})
+    assert response.status_code == 200 and response.json()["name"] == "Renamed"
+    assert (await admin.get(f"/v1/keys/{first['id']}")).json()["key"] == first["key"]
+    clash = await admin.patch(f"/v1/keys/{first['id']}", json={"name": "SECOND"})
+    assert clash.status_code == 409
+
+
+async def test_deleting_a_key_is_final(as_admin, tenant: Tenant, pool: asyncpg.Pool):
+    admin = as_admin(tenant.admins[0])
+    created = await create(admin, tenant.id)
+    assert (await admin.delete(f"/v1/keys/{created['id']}")).status_code == 204
+    assert (await admin.get(f"/v1/keys/{created['id']}")).status_code == 404
+    assert (await admin.delete(f"/v1/keys/{created['id']}")).status_code == 404
+    assert await pool.fetchval("SELECT count(*) FROM keys.api_keys WHERE id = $1", created["id"]) == 0
+    audit = await pool.fetchrow("SELECT key_name, details FROM keys.audit_log WHERE key_id = $1 AND action = 'delete'", created["id"])
+    assert audit["key_name"] == created["name"] and audit["details"]["reason"] == "manual"
+
+
+async def test_bulk_delete_removes_all_or_nothing(as_admin, tenant: Tenant, other_tenant: Tenant):
+    admin = as_admin(tenant.admins[0])
+    mine = [await create(admin, tenant.id) for _ in range(3)]
+    theirs = await create(as_admin(other_tenant.admins[0]), other_tenant.id)
+    response = await admin.post("/v1/keys/bulk-delete", json={"ids": [mine[0]["id"], theirs["id"]]})
+    assert response.status_code == 404
+    assert (await admin.get(f"/v1/keys/{mine[0]['id']}")).status_code == 200
+    response = await admin.post("/v1/keys/bulk-delete", json={"ids": [k["id"] for k in mine]})
+    assert response.status_code == 200
+    assert sorted(response.json()["deleted"]) == sorted(k["id"] for k in mine)
+    for k in mine:
+        assert (await admin.get(f"/v1/keys/{k['id']}")).status_code == 404
+    assert (await admin.post("/v1/keys/bulk-delete", json={"ids": []})).status_code == 422
+
+
+async def test_unknown_ids_and_malformed_ids_are_404_and_422(as_admin, tenant: Tenant):
+    admin = as_admin(tenant.admins[0])
+    assert (await admin.get("/v1/keys/00000000-0000-0000-0000-000000000000")).status_code == 404
+    assert (await admin.get("/v1/keys/not-a-uuid")).status_code == 422
+
+
+async def test_the_export_has_every_listed_key_with_the_full_key_and_neutralised_formulas(as_admin, tenant: Tenant, pool):
+    admin = as_admin(tenant.admins[0])
+    keys = [await create(admin, tenant.orgs["org-1"], f"=cmd|{i}") for i in range(3)]
+    keys.append(await create(admin, tenant.orgs["org-2"], "plain"))
+    outside = await create(admin, tenant.id, "outside the filter")
+    response = await admin.get("/v1/keys/export.csv", params={"organization_id": str(tenant.orgs["org-1"])})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert {r["id"]: r["key"] for r in rows} == {k["id"]: k["key"] for k in keys}
+    assert outside["id"] not in {r["id"] for r in rows}
+    assert sorted(r["name"] for r in rows if r["name"].startswith("'")) == sorted("'" + k["name"] for k in keys[:3])
+    assert await pool.fetchval("SELECT count(*) FROM keys.audit_log WHERE actor = $1 AND action = 'export'", tenant.admins[0]) == 1
