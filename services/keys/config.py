@@ -18,6 +18,8 @@ class Settings(ServiceSettings):
     outbox_retention: Duration = timedelta(days=7)
     max_body_bytes: int = 64 * 1024
     db_pool_size: int = 20
+    # Services (names in SERVICE_TOKENS) allowed to delete expired keys.
+    reaper_services: tuple[str, ...] = ("reaper",)
 
     # Secrets: no defaults. Rings are comma-separated `id:base64` entries, the first one active.
     service_tokens: str

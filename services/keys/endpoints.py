@@ -8,19 +8,22 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from services.keys import service
+from services.keys import repository, service
 from services.keys.auth import KeyManager, Service
 from services.keys.context import KeysContext
 from services.keys.schemas import (
     SORT_ALIASES,
     BulkDelete,
     BulkDeleted,
+    ExpiryStatus,
     Key,
     KeyCreate,
     KeyPage,
     KeyUpdate,
     KeyWithSecret,
     ListQuery,
+    ReapRequest,
+    ReapResult,
     VerifyRequest,
     VerifyResponse,
 )
@@ -65,6 +68,28 @@ Listing = Annotated[ListQuery, Depends(list_query)]
 async def verify(body: VerifyRequest, _: Service, ctx: Ctx) -> VerifyResponse:
     """Checks a key presented by a voice client; the same answer shape for every invalid key."""
     return await service.verify(ctx, body.key)
+
+
+def reaper(service_name: Service, request: Request) -> str:
+    if service_name not in request.app.state.settings.reaper_services:
+        raise ApiError(403, "this service may not delete expired keys")
+    return service_name
+
+
+Reaper = Annotated[str, Depends(reaper)]
+
+
+@router.post("/reap", response_model=ReapResult)
+async def reap(body: ReapRequest, _: Reaper, conn: Conn, ctx: Ctx) -> ReapResult:
+    """For the reaper: deletes a batch of expired keys, each with its `deleted` event (reason expired)."""
+    deleted = await service.reap_expired(conn, ctx, body.limit)
+    return ReapResult(deleted=deleted, more=deleted == body.limit)
+
+
+@router.get("/expiry-status", response_model=ExpiryStatus)
+async def expiry_status(_: Service, conn: Conn) -> ExpiryStatus:
+    """For the reaper: the oldest expired key still present and the next key to expire."""
+    return ExpiryStatus.model_validate(dict(await repository.expiry_status(conn)))
 
 
 @router.get("", response_model=KeyPage)

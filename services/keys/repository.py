@@ -310,3 +310,27 @@ async def store_rotated(conn: asyncpg.Connection, rows: list[tuple[UUID, bytes, 
         "UPDATE keys.api_keys SET ciphertext = $2, enc_key_id = $3, digest = $4, digest_key_id = $5 WHERE id = $1",
         rows,
     )
+
+
+async def reap_expired(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Deletes up to `limit` expired keys; rows another reaper holds are skipped, never waited for."""
+    return await conn.fetch(
+        f"""
+        DELETE FROM keys.api_keys WHERE id IN (
+            SELECT id FROM keys.api_keys WHERE expires_at <= now()
+            ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
+        )
+        RETURNING {KEY_COLUMNS}
+        """,
+        limit,
+    )
+
+
+async def expiry_status(conn: asyncpg.Connection) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """
+        SELECT (SELECT min(expires_at) FROM keys.api_keys WHERE expires_at <= now()) AS oldest_expired_at,
+               (SELECT min(expires_at) FROM keys.api_keys WHERE expires_at > now()) AS next_expiry_at,
+               now() AS now
+        """
+    )

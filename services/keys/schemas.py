@@ -84,3 +84,19 @@ class ListQuery(BaseModel):
     order: Literal["asc", "desc"] = "asc"
     limit: Annotated[int, Field(ge=1, le=500)] = 50
     cursor: Annotated[str | None, Field(max_length=1000)] = None
+
+
+class ReapRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: Annotated[int, Field(ge=1, le=5000)] = 1000
+
+
+class ReapResult(BaseModel):
+    deleted: int
+    more: bool = Field(description="True when the batch was full: call again")
+
+
+class ExpiryStatus(BaseModel):
+    oldest_expired_at: datetime | None = Field(description="The oldest expired key still present, if any")
+    next_expiry_at: datetime | None
+    now: datetime

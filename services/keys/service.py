@@ -215,3 +215,15 @@ async def verify(ctx: KeysContext, key: str) -> VerifyResponse:
         valid=True, key_id=row["id"], organization_id=row["organization_id"], tenant_id=row["tenant_id"],
         expires_at=row["expires_at"],
     )
+
+
+async def reap_expired(conn: asyncpg.Connection, ctx: KeysContext, limit: int) -> int:
+    """Deletes a batch of expired keys with their audit and `deleted` events (reason expired), atomically."""
+    async with conn.transaction():
+        rows = await repository.reap_expired(conn, limit)
+        if rows:
+            await repository.audit_many(conn, "system", "delete", rows, {"reason": "expired"})
+            events = [CloudEvent.of(KeyDeleted(**common_fields(r), reason="expired", deleted_by="system")) for r in rows]
+            await repository.add_events(conn, ctx.topic, events)
+    KEYS_DELETED.labels("expired").inc(len(rows))
+    return len(rows)
