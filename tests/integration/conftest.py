@@ -26,6 +26,7 @@ from shared.events.schemagen import SCHEMA_DIR
 from shared.kafka import ensure_topics
 from shared.migrate import migrate_all
 from tests.fixtures.directory import Tenant, create_admin, create_org, create_tenant
+from tests.fixtures.processes import ServiceProcess
 
 
 def _with_database(url: str, name: str) -> str:
@@ -76,6 +77,24 @@ async def keys_app(settings: Settings) -> AsyncIterator[object]:
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         yield manager.app
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """The environment a service process needs to join this test run's database and topic."""
+    return {
+        "DATABASE_URL": settings.database_url,
+        "KAFKA_TOPIC": settings.kafka_topic,
+        "EXPIRY_WATCH_INTERVAL": "1s",
+        "USAGE_FLUSH_INTERVAL": "1s",
+    }
+
+
+@pytest.fixture(scope="session")
+async def keys_server(settings: Settings) -> AsyncIterator[ServiceProcess]:
+    """The keys service as a real process on a free port, for other services' tests."""
+    process = await ServiceProcess("keys", service_env(settings)).start()
+    yield process
+    await process.stop()
 
 
 @dataclass

@@ -1,0 +1,128 @@
+"""A lifecycle-event consumer: read, parse, dispatch, then commit — only after the handler's work is durable.
+
+A message that is not a lifecycle event, or whose handler raises `PermanentError`, goes to the dead-letter
+topic with the error and its original headers, and consumption goes on. Any other exception is taken as
+transient (database down, say): the same message is retried with backoff, and nothing after it in that
+partition is committed meanwhile.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from prometheus_client import Counter, Gauge
+from tenacity import AsyncRetrying, before_sleep_log, retry_if_not_exception_type, wait_exponential
+
+from shared.events import CloudEvent, decode
+from shared.events.envelope import InvalidEvent
+from shared.kafka import idempotent_producer, manual_commit_consumer
+
+log = logging.getLogger(__name__)
+
+CONSUMER_LAG = Gauge("keyward_consumer_lag", "Messages not yet consumed", ["group", "partition"])
+CONSUMED = Counter("keyward_events_consumed_total", "Events handled", ["group", "type"])
+DEAD_LETTERED = Counter("keyward_events_dead_lettered_total", "Messages sent to the dead-letter topic", ["group"])
+
+Handler = Callable[[CloudEvent], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """The message can never be handled; retrying would only block the partition."""
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topic: str,
+        group_id: str,
+        client_id: str,
+        handle: Handler,
+        dead_letter_topic: str | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group_id = group_id
+        self.client_id = client_id
+        self.handle = handle
+        self.dead_letter_topic = dead_letter_topic or f"{topic}.dlq"
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Consumes until cancelled; reconnects after broker outages."""
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential(multiplier=0.5, max=10),
+            retry=retry_if_not_exception_type(asyncio.CancelledError),
+            before_sleep=before_sleep_log(log, logging.WARNING),
+        ):
+            with attempt:
+                try:
+                    await self._consume()
+                finally:
+                    await self._close()
+
+    async def _consume(self) -> None:
+        self._consumer = manual_commit_consumer(self.bootstrap, self.group_id, self.topic, client_id=self.client_id)
+        await self._consumer.start()
+        self._producer = idempotent_producer(self.bootstrap, f"{self.client_id}-dlq")
+        await self._producer.start()
+        self.ready.set()
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=1000, max_records=200)
+            for tp, messages in batches.items():
+                for message in messages:
+                    await self._process(message)
+                    await self._consumer.commit({tp: message.offset + 1})
+                await self._observe_lag(tp)
+            if not batches:
+                for tp in self._consumer.assignment():
+                    await self._observe_lag(tp)
+
+    async def _process(self, message: ConsumerRecord) -> None:
+        try:
+            event = decode(message.key, message.value, list(message.headers))
+        except InvalidEvent as exc:
+            await self._dead_letter(message, exc)
+            return
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential(multiplier=0.2, max=10),
+            retry=retry_if_not_exception_type((PermanentError, asyncio.CancelledError)),
+            before_sleep=before_sleep_log(log, logging.WARNING),
+        ):
+            with attempt:
+                try:
+                    await self.handle(event)
+                except PermanentError as exc:
+                    await self._dead_letter(message, exc)
+                    return
+        CONSUMED.labels(self.group_id, event.type).inc()
+
+    async def _dead_letter(self, message: ConsumerRecord, error: Exception) -> None:
+        assert self._producer is not None
+        headers = [*list(message.headers), ("dlq_error", str(error)[:1000].encode()),
+                   ("dlq_source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
+                   ("dlq_consumer_group", self.group_id.encode())]
+        await self._producer.send_and_wait(self.dead_letter_topic, value=message.value, key=message.key, headers=headers)
+        DEAD_LETTERED.labels(self.group_id).inc()
+        log.warning("dead-lettered %s/%d/%d: %s", message.topic, message.partition, message.offset, error)
+
+    async def _observe_lag(self, tp: TopicPartition) -> None:
+        assert self._consumer is not None
+        highwater = self._consumer.highwater(tp)
+        if highwater is not None:
+            position = await self._consumer.position(tp)
+            CONSUMER_LAG.labels(self.group_id, str(tp.partition)).set(max(0, highwater - position))
+
+    async def _close(self) -> None:
+        self.ready.clear()
+        consumer, producer, self._consumer, self._producer = self._consumer, self._producer, None, None
+        for client in (consumer, producer):
+            if client is not None:
+                try:
+                    await client.stop()
+                except Exception:
+                    log.debug("client did not stop cleanly", exc_info=True)

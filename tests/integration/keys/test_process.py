@@ -1,0 +1,13 @@
+import httpx
+
+from tests.fixtures.processes import ServiceProcess
+
+
+async def test_the_keys_service_runs_as_a_process_and_reports_ready(keys_server: ServiceProcess):
+    async with httpx.AsyncClient(base_url=keys_server.url) as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"database": "ok", "kafka": "ok"}
+        metrics = (await client.get("/metrics")).text
+        assert "keyward_outbox_backlog" in metrics
+        assert "http_request_duration_seconds" in metrics
