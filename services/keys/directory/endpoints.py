@@ -43,6 +43,13 @@ async def create_administrator(body: AdministratorCreate, actor: CurrentActor, c
     return await service.create_administrator(conn, actor, body)
 
 
+@router.get("/directory/administrators", response_model=list[Administrator])
+async def all_administrators(_: Service, conn: Conn) -> list[Administrator]:
+    """For platform services (the gateway's development sign-in page): every administrator."""
+    rows = await repository.administrators(conn, None, None)
+    return [Administrator.model_validate(dict(r)) for r in rows]
+
+
 @router.get("/tenants/{tenant_id}/customer-administrators", response_model=list[Administrator])
 async def tenant_customer_administrators(tenant_id: UUID, _: Service, conn: Conn) -> list[Administrator]:
     """For platform services (the notifier): the tenant-level customer administrators of a tenant, now."""

@@ -11,3 +11,10 @@ async def test_the_keys_service_runs_as_a_process_and_reports_ready(keys_server:
         metrics = (await client.get("/metrics")).text
         assert "keyward_outbox_backlog" in metrics
         assert "http_request_duration_seconds" in metrics
+
+
+async def test_services_can_list_the_directory_but_not_without_a_token(http, as_admin, world):
+    response = await as_admin(None).get("/v1/directory/administrators")
+    assert response.status_code == 200
+    assert world.system_admin in {a["username"] for a in response.json()}
+    assert (await http.get("/v1/directory/administrators")).status_code == 401
