@@ -11,3 +11,8 @@ for line in (ROOT / "deploy/local/dev.env").read_text().splitlines():
     match = _DEFAULT.match(line.strip())
     if match:
         os.environ.setdefault(match.group(1), match.group(2))
+
+import logging  # noqa: E402
+
+# Every request would be logged at INFO by the HTTP client; failures show what matters without it.
+logging.getLogger("httpx").setLevel(logging.WARNING)

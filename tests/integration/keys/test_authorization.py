@@ -1,0 +1,103 @@
+"""Tenant-level administrators reach their tenant's subtree only; everything else answers 404."""
+
+import pytest
+
+from tests.fixtures.directory import Tenant, create_admin
+from tests.integration.keys.test_keys_api import create
+
+
+@pytest.fixture
+async def foreign_key(as_admin, other_tenant: Tenant):
+    return await create(as_admin(other_tenant.admins[0]), other_tenant.orgs["org-1"])
+
+
+async def test_a_tenant_admin_gets_404_on_another_tenants_key_for_every_call(as_admin, tenant: Tenant, foreign_key):
+    me = as_admin(tenant.admins[0])
+    key_id = foreign_key["id"]
+    org_id = foreign_key["organization_id"]
+    calls = [
+        await me.get(f"/v1/keys/{key_id}"),
+        await me.patch(f"/v1/keys/{key_id}", json={"name": "mine now"}),
+        await me.delete(f"/v1/keys/{key_id}"),
+        await me.post("/v1/keys/bulk-delete", json={"ids": [key_id]}),
+        await me.get("/v1/keys", params={"organization_id": org_id}),
+        await me.get("/v1/keys/export.csv", params={"organization_id": org_id}),
+        await me.post("/v1/keys", json={"name": "sneaky", "organization_id": org_id}),
+        await me.post("/v1/organizations", json={"name": "sneaky", "parent_id": org_id}),
+        await me.get("/v1/administrators", params={"organization_id": org_id}),
+        await me.post(
+            "/v1/administrators",
+            json={"username": "sneaky", "email": "s@example.com", "display_name": "S", "level": "tenant",
+                  "organization_id": org_id},
+        ),
+    ]
+    assert [r.status_code for r in calls] == [404] * len(calls)
+    assert all(r.json()["error"]["code"] == "not_found" for r in calls)
+    still = await as_admin(foreign_key["created_by"]).get(f"/v1/keys/{key_id}")
+    assert still.json()["name"] == foreign_key["name"]
+
+
+async def test_a_tenant_admin_neither_sees_nor_counts_another_tenants_keys(as_admin, tenant: Tenant, foreign_key):
+    me = as_admin(tenant.admins[0])
+    mine = await create(me, tenant.id)
+    listing = (await me.get("/v1/keys", params={"limit": 500})).json()
+    ids = {k["id"] for k in listing["items"]}
+    assert mine["id"] in ids and foreign_key["id"] not in ids
+    assert listing["total"] == len(ids)
+    search = (await me.get("/v1/keys", params={"q": foreign_key["name"]})).json()
+    assert search == {"items": [], "next_cursor": None, "total": 0}
+    orgs = {o["id"] for o in (await me.get("/v1/organizations")).json()}
+    assert foreign_key["organization_id"] not in orgs and str(tenant.id) in orgs
+    export = (await me.get("/v1/keys/export.csv")).text
+    assert foreign_key["key"] not in export and mine["key"] in export
+
+
+async def test_a_system_admin_reaches_every_tenant(as_admin, world, tenant: Tenant, foreign_key):
+    admin = as_admin(world.system_admin)
+    assert (await admin.get(f"/v1/keys/{foreign_key['id']}")).json()["key"] == foreign_key["key"]
+    orgs = {o["id"] for o in (await admin.get("/v1/organizations")).json()}
+    assert {str(tenant.id), foreign_key["organization_id"]} <= orgs
+
+
+async def test_an_administrator_without_the_customer_role_cannot_manage_keys(as_admin, pool, tenant: Tenant):
+    async with pool.acquire() as conn:
+        viewer = await create_admin(conn, tenant.id, role="administrator")
+    response = await as_admin(viewer).get("/v1/keys")
+    assert response.status_code == 403
+    response = await as_admin(viewer).post("/v1/keys", json={"name": "x", "organization_id": str(tenant.id)})
+    assert response.status_code == 403
+
+
+async def test_calls_without_a_valid_service_token_or_acting_claim_are_401(http, as_admin, tenant: Tenant, settings):
+    assert (await http.get("/v1/keys")).status_code == 401
+    assert (await http.get("/v1/keys", headers={"Authorization": "Bearer wrong-token-wrong-token"})).status_code == 401
+    no_claim = as_admin(None)
+    assert (await no_claim.get("/v1/keys")).status_code == 401
+    from shared.auth import sign_acting_admin
+
+    forged = sign_acting_admin(tenant.admins[0], secret="x" * 40, issuer="gateway", audience="keys")
+    response = await no_claim.get("/v1/keys", headers={"X-Acting-Admin": forged})
+    assert response.status_code == 401
+    wrong_issuer = sign_acting_admin(tenant.admins[0], secret=settings.acting_admin_secret, issuer="notifier", audience="keys")
+    response = await no_claim.get("/v1/keys", headers={"X-Acting-Admin": wrong_issuer})
+    assert response.status_code == 401, "a claim minted for another service must not be accepted with the gateway's token"
+    unknown = sign_acting_admin("nobody-at-all", secret=settings.acting_admin_secret, issuer="gateway", audience="keys")
+    assert (await no_claim.get("/v1/keys", headers={"X-Acting-Admin": unknown})).status_code == 401
+
+
+async def test_tenant_admins_build_their_own_subtree_and_admins(as_admin, tenant: Tenant, world):
+    me = as_admin(tenant.admins[0])
+    response = await me.post("/v1/organizations", json={"name": "Night shift", "parent_id": str(tenant.orgs["org-2"])})
+    assert response.status_code == 201
+    created = response.json()
+    assert created["tenant_id"] == str(tenant.id) and created["level"] == "organization" and created["depth"] == 4
+    dup = await me.post("/v1/organizations", json={"name": "night SHIFT", "parent_id": str(tenant.orgs["org-2"])})
+    assert dup.status_code == 409
+    body = {"username": f"new-{created['id'][:8]}", "email": "new@example.com", "display_name": "New", "level": "tenant",
+            "organization_id": created["id"]}
+    assert (await me.post("/v1/administrators", json=body)).status_code == 201
+    assert (await me.post("/v1/administrators", json=body)).status_code == 409
+    system = {**body, "username": "x" + body["username"], "level": "system", "organization_id": str(world.root_id)}
+    assert (await me.post("/v1/administrators", json=system)).status_code in (403, 404)
+    bad = await me.post("/v1/administrators", json={**body, "email": "not-an-email"})
+    assert bad.status_code == 422 and "email" in bad.json()["error"]["fields"]

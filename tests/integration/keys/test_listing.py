@@ -1,0 +1,96 @@
+"""The list: subtree filter, partial search over visible columns, sort on any column, keyset pages."""
+
+import pytest
+
+from tests.fixtures.directory import Tenant
+from tests.integration.keys.test_keys_api import create
+
+SORTS = ["name", "organization", "expires_at", "created_by", "created_at", "key"]
+
+
+@pytest.fixture
+async def populated(as_admin, tenant: Tenant, pool):
+    admin = as_admin(tenant.admins[0])
+    keys = []
+    for i, org in enumerate(["org-1", "org-2", "org-1", "org-2", "org-1"] * 5):
+        keys.append(await create(admin, tenant.orgs[org], f"Key {i:02d} {'alpha' if i % 3 == 0 else 'beta'}"))
+    keys.append(await create(admin, tenant.id, "At the tenant"))
+    return keys
+
+
+async def all_pages(caller, **params):
+    seen, cursor, pages = [], None, 0
+    while True:
+        response = await caller.get("/v1/keys", params={**params, **({"cursor": cursor} if cursor else {})})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seen.extend(body["items"])
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return seen, body["total"], pages
+
+
+async def test_the_list_holds_the_keys_at_and_below_the_chosen_organization(as_admin, tenant: Tenant, populated):
+    admin = as_admin(tenant.admins[0])
+    below_org1, total, _ = await all_pages(admin, organization_id=str(tenant.orgs["org-1"]), limit=100)
+    expected = {k["id"] for k in populated if k["organization_id"] in (str(tenant.orgs["org-1"]), str(tenant.orgs["org-2"]))}
+    assert {k["id"] for k in below_org1} == expected and total == len(expected)
+    only_org2, _, _ = await all_pages(admin, organization_id=str(tenant.orgs["org-2"]), limit=100)
+    assert {k["organization_id"] for k in only_org2} == {str(tenant.orgs["org-2"])}
+
+
+@pytest.mark.parametrize("sort", SORTS)
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_every_column_sorts_and_pages_without_gaps_or_repeats(as_admin, tenant: Tenant, populated, sort, order):
+    admin = as_admin(tenant.admins[0])
+    items, total, pages = await all_pages(admin, organization_id=str(tenant.id), sort=sort, order=order, limit=7)
+    assert pages == 4 and total == len(populated) == len(items)
+    assert len({k["id"] for k in items}) == len(items)
+    field = {"organization": "organization_name", "key": "key_display"}.get(sort, sort)
+    values = [(k[field].lower() if sort in ("name", "organization", "created_by") else k[field], k["id"]) for k in items]
+    assert values == sorted(values, reverse=order == "desc")
+
+
+async def test_the_default_sort_is_by_name(as_admin, tenant: Tenant, populated):
+    items = (await as_admin(tenant.admins[0]).get("/v1/keys", params={"limit": 100})).json()["items"]
+    names = [k["name"].lower() for k in items]
+    assert names == sorted(names)
+
+
+@pytest.mark.parametrize(
+    ("q", "expect"),
+    [("ALPH", lambda k: "alpha" in k["name"]), ("key 0", lambda k: k["name"].lower().startswith("key 0")),
+     ("org2", lambda k: k["organization_name"].startswith("org2")), ("tenant", lambda k: True)],
+)
+async def test_search_matches_part_of_any_visible_column_case_insensitively(as_admin, tenant: Tenant, populated, q, expect):
+    items, total, _ = await all_pages(as_admin(tenant.admins[0]), q=q, limit=100)
+    assert {k["id"] for k in items} == {k["id"] for k in populated if expect(k)} and total == len(items)
+
+
+async def test_search_finds_creators_key_fragments_and_expiry_dates(as_admin, tenant: Tenant, populated):
+    admin = as_admin(tenant.admins[0])
+    sample = populated[3]
+    by_creator, _, _ = await all_pages(admin, q=tenant.admins[0][-6:], limit=100)
+    assert len(by_creator) == len(populated)
+    by_key, _, _ = await all_pages(admin, q=sample["key_display"][-4:], limit=100)
+    assert sample["id"] in {k["id"] for k in by_key}
+    by_date, _, _ = await all_pages(admin, q=sample["expires_at"][:10], limit=100)
+    assert sample["id"] in {k["id"] for k in by_date}
+
+
+async def test_search_treats_like_wildcards_literally(as_admin, tenant: Tenant, populated):
+    admin = as_admin(tenant.admins[0])
+    assert (await admin.get("/v1/keys", params={"q": "%"})).json()["total"] == 0
+    assert (await admin.get("/v1/keys", params={"q": "ey_0"})).json()["total"] == 0  # "_" matches only itself
+
+
+async def test_bad_list_parameters_get_clear_errors(as_admin, tenant: Tenant, populated):
+    admin = as_admin(tenant.admins[0])
+    assert (await admin.get("/v1/keys", params={"sort": "digest"})).status_code == 422
+    assert (await admin.get("/v1/keys", params={"order": "sideways"})).status_code == 422
+    assert (await admin.get("/v1/keys", params={"limit": 0})).status_code == 422
+    assert (await admin.get("/v1/keys", params={"cursor": "garbage!"})).status_code == 400
+    first = (await admin.get("/v1/keys", params={"limit": 2})).json()
+    mismatch = await admin.get("/v1/keys", params={"limit": 2, "sort": "created_at", "cursor": first["next_cursor"]})
+    assert mismatch.status_code == 400
