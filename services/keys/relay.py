@@ -76,7 +76,8 @@ class OutboxRelay:
                 if conn.is_closed():
                     raise ConnectionError("lost the relay's lock connection")
                 self._wake.clear()
-                while await self._publish_batch():
+                # Stop at once if the lock's connection died: another replica may be relaying by now.
+                while not conn.is_closed() and await self._publish_batch():
                     pass
                 now = asyncio.get_running_loop().time()
                 if now - last_purge > 300:

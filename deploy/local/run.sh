@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make run`: starts every service that exists (and the mail sink) against the local stack, prints where
+# everything is, and stops it all on Ctrl-C. The stack itself (PostgreSQL, Kafka) is left running;
+# `make stack-down` stops it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=.venv/bin/python
+LOGS=.local/logs
+mkdir -p "$LOGS"
+
+declare -A PORTS=([keys]=8081 [notifier]=8082 [reaper]=8083 [gateway]=8080)
+pids=()
+
+stop_all() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "stopped (the stack keeps running; 'make stack-down' stops PostgreSQL and Kafka)"
+}
+trap stop_all INT TERM EXIT
+
+start() {  # name, command...
+  local name=$1; shift
+  "$@" > >(sed -u "s/^/[$name] /" | tee -a "$LOGS/$name.log") 2>&1 &
+  pids+=($!)
+}
+
+wait_healthy() {  # name port
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$2/healthz" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "$1 did not start; see $LOGS/$1.log" >&2
+  return 1
+}
+
+if [ -f services/notifier/mailsink.py ]; then
+  start mailsink "$PY" -m services.notifier.mailsink
+  export SMTP_HOST=${SMTP_HOST:-127.0.0.1} SMTP_PORT=${SMTP_PORT:-1025}
+fi
+started=()
+for name in keys notifier reaper gateway; do
+  [ -f "services/$name/__main__.py" ] || continue
+  PORT=${PORTS[$name]} start "$name" "$PY" -m "services.$name" serve
+  started+=("$name")
+done
+for name in "${started[@]}"; do wait_healthy "$name" "${PORTS[$name]}"; done
+
+cat <<MSG
+
+Keyward is running.
+  Console:     ${CONSOLE_URL:-http://127.0.0.1:8080}   (sign in as admin, acme-admin, acme-ops, globex-admin)
+  Keys API:    http://127.0.0.1:8081/docs
+  PostgreSQL:  ${DATABASE_URL}
+  Kafka:       ${KAFKA_BOOTSTRAP_SERVERS}   (topic apikeys.lifecycle)
+MSG
+[ -f services/notifier/mailsink.py ] && echo "  Mail sink:   http://127.0.0.1:8025   (SMTP on 127.0.0.1:1025: every e-mail the notifier sends)"
+echo "  Services:    ${started[*]}   (logs in $LOGS/)"
+echo "Press Ctrl-C to stop."
+wait -n "${pids[@]}" || true
+echo "a process exited; see $LOGS/" >&2

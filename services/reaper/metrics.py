@@ -1,0 +1,15 @@
+from prometheus_client import Counter, Gauge, Histogram
+
+KEYS_REAPED = Counter("keyward_reaper_keys_reaped_total", "Expired keys this process had the keys service delete")
+BATCHES = Counter("keyward_reaper_batches_total", "Reap calls made to the keys service")
+PASS_FAILURES = Counter("keyward_reaper_pass_failures_total", "Passes that failed (keys service or database)")
+PASS_DURATION = Histogram(
+    "keyward_reaper_pass_duration_seconds",
+    "One pass: ask for the expiry status, reap every expired key, tidy the schedule",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+OLDEST_EXPIRED_AGE = Gauge(
+    "keyward_reaper_oldest_expired_key_age_seconds",
+    "How long ago the oldest expired key still present expired (0 when none); alert when above REAPER_INTERVAL",
+)
+LAST_SUCCESS = Gauge("keyward_reaper_last_success_timestamp_seconds", "When a pass last finished with nothing left")

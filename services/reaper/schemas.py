@@ -1,0 +1,18 @@
+"""The answers of the keys service's calls for the reaper, as the reaper reads them."""
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ReapResult(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    deleted: int
+    more: bool
+
+
+class ExpiryStatus(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    oldest_expired_at: datetime | None
+    next_expiry_at: datetime | None
+    now: datetime

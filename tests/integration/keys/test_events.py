@@ -1,0 +1,118 @@
+"""The event stream as an independent consumer sees it: each event valid against its schema, once."""
+
+import asyncio
+import json
+from collections import Counter
+
+from services.keys import expiry
+from services.keys.relay import RELAY_LOCK, OutboxRelay
+from tests.fixtures.directory import Tenant
+from tests.integration.keys.test_keys_api import create
+
+DAY = 86400
+
+
+def types_of(log, key_id):
+    return [e.type.split(".")[3] for e in log.about(key_id)]
+
+
+async def test_create_rename_and_delete_each_publish_one_cloudevent(as_admin, tenant: Tenant, event_log):
+    admin = as_admin(tenant.admins[0])
+    key = await create(admin, tenant.orgs["org-1"], "Events")
+    await admin.patch(f"/v1/keys/{key['id']}", json={"name": "Events renamed"})
+    await admin.delete(f"/v1/keys/{key['id']}")
+    await event_log.wait_for(lambda _: len(event_log.about(key["id"])) >= 3)
+    events = event_log.about(key["id"])
+    assert types_of(event_log, key["id"]) == ["created", "updated", "deleted"]
+    created, updated, deleted = events
+    assert created.data.name == "Events" and created.data.created_by == tenant.admins[0]
+    assert updated.data.previous_name == "Events" and updated.data.name == "Events renamed"
+    assert deleted.data.reason == "manual" and deleted.data.deleted_by == tenant.admins[0]
+    assert {e.subject for e in events} == {key["id"]} and {e.partition_key for e in events} == {str(tenant.id)}
+    assert {e.source for e in events} == {"/keyward/keys"} and len({e.id for e in events}) == 3
+
+
+async def test_no_event_carries_the_key_or_its_digest(as_admin, tenant: Tenant, event_log, pool):
+    key = await create(as_admin(tenant.admins[0]), tenant.id)
+    await event_log.wait_for(lambda _: event_log.about(key["id"]))
+    digest = await pool.fetchval("SELECT digest FROM keys.api_keys WHERE id = $1", key["id"])
+    random_part = key["key"][8:-4]  # what key_display does not show
+    for raw, event in zip(event_log.raw, event_log.events, strict=True):
+        if event.subject == key["id"]:
+            text = json.dumps(event.data.model_dump(mode="json")) + repr(raw["headers"])
+            assert random_part not in text and digest.hex() not in text
+
+
+async def test_bulk_delete_publishes_one_event_per_key_with_reason_bulk(as_admin, tenant: Tenant, event_log):
+    admin = as_admin(tenant.admins[0])
+    keys = [await create(admin, tenant.id) for _ in range(3)]
+    await admin.post("/v1/keys/bulk-delete", json={"ids": [k["id"] for k in keys]})
+    await event_log.wait_for(lambda _: all(len(event_log.about(k["id"])) == 2 for k in keys))
+    assert {event_log.about(k["id"])[1].data.reason for k in keys} == {"bulk"}
+
+
+async def expire_in(pool, key_id, seconds):
+    await pool.execute(
+        "UPDATE keys.api_keys SET expires_at = now() + make_interval(secs => $2) WHERE id = $1", key_id, seconds
+    )
+
+
+def expiring(log, key_id):
+    return [e.data for e in log.about(key_id) if e.type.endswith("expiring.v1")]
+
+
+async def test_after_downtime_only_the_most_imminent_threshold_is_announced_once(as_admin, tenant: Tenant, event_log, pool):
+    key = await create(as_admin(tenant.admins[0]), tenant.id)
+    await expire_in(pool, key["id"], 10 * DAY)  # 30d and 14d both crossed while "nobody watched"
+    await event_log.wait_for(lambda _: expiring(event_log, key["id"]))
+    await expire_in(pool, key["id"], 2 * DAY)  # 7d and 3d crossed
+    await event_log.wait_for(lambda _: len(expiring(event_log, key["id"])) >= 2)
+    await asyncio.sleep(2.5)  # two more watcher passes: nothing new
+    notices = expiring(event_log, key["id"])
+    assert [(n.threshold_seconds, n.days_left) for n in notices] == [(14 * DAY, 10), (3 * DAY, 2)]
+
+
+async def test_several_watchers_announce_each_key_once_per_threshold(as_admin, tenant: Tenant, event_log, pool, settings):
+    admin = as_admin(tenant.admins[0])
+    keys = [await create(admin, tenant.id) for _ in range(60)]
+    ids = [k["id"] for k in keys]
+    await pool.execute("UPDATE keys.api_keys SET expires_at = now() + interval '5 days' WHERE id = ANY($1::uuid[])", ids)
+    thresholds = [int(t.total_seconds()) for t in settings.expiry_notice_thresholds]
+    # The app's own watcher runs too: four at once.
+    await asyncio.gather(*[expiry.announce_once(pool, thresholds, settings.kafka_topic) for _ in range(3)])
+    await event_log.wait_for(lambda _: all(expiring(event_log, i) for i in ids))
+    await asyncio.sleep(1.5)
+    counts = Counter(str(e.subject) for e in event_log.events if e.type.endswith("expiring.v1") and e.subject in ids)
+    assert set(counts.values()) == {1} and len(counts) == len(ids)
+    assert {expiring(event_log, i)[0].threshold_seconds for i in ids} == {7 * DAY}
+
+
+async def test_standby_relays_publish_nothing_twice_and_take_over_when_the_leader_dies(
+    as_admin, tenant: Tenant, event_log, pool, settings
+):
+    relays = [
+        OutboxRelay(pool, settings.database_url, settings.kafka_bootstrap_servers, client_id=f"test-relay-{i}",
+                    retention_seconds=3600)
+        for i in range(2)
+    ]
+    tasks = [asyncio.create_task(r.run()) for r in relays]
+    try:
+        admin = as_admin(tenant.admins[0])
+        first = [await create(admin, tenant.id) for _ in range(20)]
+        await event_log.wait_for(lambda _: all(event_log.about(k["id"]) for k in first))
+        # Kill whichever replica holds the relay lock; one of the others must carry on.
+        killed = await pool.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1",
+            RELAY_LOCK,
+        )
+        assert killed == 1
+        second = [await create(admin, tenant.id) for _ in range(20)]
+        await event_log.wait_for(lambda _: all(event_log.about(k["id"]) for k in second), timeout=30)
+        for k in first + second:
+            assert types_of(event_log, k["id"]) == ["created"]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for r in relays:
+            await r.close()
