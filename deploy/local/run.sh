@@ -40,9 +40,15 @@ if [ -f services/notifier/mailsink.py ]; then
   start mailsink "$PY" -m services.notifier.mailsink
   export SMTP_HOST=${SMTP_HOST:-127.0.0.1} SMTP_PORT=${SMTP_PORT:-1025}
 fi
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 started=()
 for name in keys notifier reaper gateway; do
   [ -f "services/$name/__main__.py" ] || continue
+  if ! port_free "${PORTS[$name]}"; then
+    echo "port ${PORTS[$name]} ($name) is already in use: is another 'make run' still running?" >&2
+    exit 1
+  fi
   PORT=${PORTS[$name]} start "$name" "$PY" -m "services.$name" serve
   started+=("$name")
 done
