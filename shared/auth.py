@@ -74,4 +74,3 @@ def verify_acting_admin(token: str, *, secret: str, service: str, audience: str)
     if not isinstance(subject, str) or not subject:
         return None
     return ActingAdmin(username=subject, service=service)
-

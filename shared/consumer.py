@@ -103,10 +103,15 @@ class EventConsumer:
 
     async def _dead_letter(self, message: ConsumerRecord, error: Exception) -> None:
         assert self._producer is not None
-        headers = [*list(message.headers), ("dlq_error", str(error)[:1000].encode()),
-                   ("dlq_source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
-                   ("dlq_consumer_group", self.group_id.encode())]
-        await self._producer.send_and_wait(self.dead_letter_topic, value=message.value, key=message.key, headers=headers)
+        headers = [
+            *list(message.headers),
+            ("dlq_error", str(error)[:1000].encode()),
+            ("dlq_source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
+            ("dlq_consumer_group", self.group_id.encode()),
+        ]
+        await self._producer.send_and_wait(
+            self.dead_letter_topic, value=message.value, key=message.key, headers=headers
+        )
         DEAD_LETTERED.labels(self.group_id).inc()
         log.warning("dead-lettered %s/%d/%d: %s", message.topic, message.partition, message.offset, error)
 

@@ -46,7 +46,9 @@ class Conflict(ApiError):
         super().__init__(409, message, fields=fields)
 
 
-def error_body(status: int, message: str, code: str | None = None, fields: dict[str, str] | None = None) -> dict[str, Any]:
+def error_body(
+    status: int, message: str, code: str | None = None, fields: dict[str, str] | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code or _CODES.get(status, "error"), "message": message}
     if fields:
         error["fields"] = fields

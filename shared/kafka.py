@@ -1,5 +1,7 @@
 """Kafka clients configured the one way this project uses them."""
 
+import contextlib
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -40,9 +42,7 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
         existing = set(await admin.list_topics())
         missing = [NewTopic(name, n, 1) for name, n in topics.items() if name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()

@@ -84,7 +84,7 @@ async def _run(checks: dict[str, ReadinessCheck], timeout: float) -> dict[str, s
         try:
             await asyncio.wait_for(check(), timeout)
             results[name] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        except Exception as exc:
             results[name] = f"failing: {type(exc).__name__}"
     return results
 

@@ -22,7 +22,9 @@ async def _import(settings: Settings, path: Path) -> None:
         counts = await import_directory(conn, data)
     finally:
         await conn.close()
-    print(f"imported {path}: {counts['organizations']} new organization(s), {counts['administrators']} administrator(s)")
+    print(
+        f"imported {path}: {counts['organizations']} new organization(s), {counts['administrators']} administrator(s)"
+    )
 
 
 async def _reencrypt(settings: Settings) -> None:
@@ -51,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         from services.keys.app import create_app
 
         uvicorn.run(
-            create_app(settings), host=settings.http_host, port=settings.port, log_level=settings.log_level.lower(),
-            access_log=False, timeout_graceful_shutdown=20,
+            create_app(settings),
+            host=settings.http_host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=20,
         )
     elif args.command == "import-directory":
         try:

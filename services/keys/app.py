@@ -50,7 +50,12 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
             retention_seconds=cfg.outbox_retention.total_seconds(),
         )
         tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(ctx.usage.run(lambda ids, at: repository.record_usage(pool, ids, at), cfg.usage_flush_interval.total_seconds()), name="usage"),
+            asyncio.create_task(
+                ctx.usage.run(
+                    lambda ids, at: repository.record_usage(pool, ids, at), cfg.usage_flush_interval.total_seconds()
+                ),
+                name="usage",
+            ),
             asyncio.create_task(observe_outbox(pool), name="outbox-gauges"),
         ]
         if workers:

@@ -27,4 +27,9 @@ class Settings(ServiceSettings):
     key_hmac_secrets: str
     key_encryption_keys: str
 
-    secret_fields: tuple[str, ...] = ("service_tokens", "acting_admin_secret", "key_hmac_secrets", "key_encryption_keys")
+    secret_fields: tuple[str, ...] = (
+        "service_tokens",
+        "acting_admin_secret",
+        "key_hmac_secrets",
+        "key_encryption_keys",
+    )

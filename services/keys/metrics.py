@@ -14,4 +14,6 @@ RELAY_LAG = Histogram(
 )
 RELAY_LEADER = Gauge("keyward_relay_leader", "1 while this replica holds the relay lock")
 EXPIRING_ANNOUNCED = Counter("keyward_expiring_announced_total", "Expiring events written", ["threshold"])
-WATCHER_LAST_RUN = Gauge("keyward_expiry_watcher_last_success_timestamp_seconds", "When the watcher last finished a pass")
+WATCHER_LAST_RUN = Gauge(
+    "keyward_expiry_watcher_last_success_timestamp_seconds", "When the watcher last finished a pass"
+)

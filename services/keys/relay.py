@@ -6,6 +6,7 @@ events, with the same `ce_id`, for consumers to drop.
 """
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -66,7 +67,8 @@ class OutboxRelay:
     async def _lead(self) -> None:
         conn: asyncpg.Connection = await asyncpg.connect(self.dsn)
         try:
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
+            # Standby replicas ask again every second; the lock is held by a session, so no event can say "free".
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):  # noqa: ASYNC110
                 await asyncio.sleep(1.0)
             RELAY_LEADER.set(1)
             log.info("relay: this replica publishes the outbox")
@@ -84,10 +86,8 @@ class OutboxRelay:
                     async with self.pool.acquire() as c:
                         await repository.purge_sent(c, self.retention_seconds)
                     last_purge = now
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), SAFETY_WAKE_SECONDS)
-                except TimeoutError:
-                    pass
         finally:
             RELAY_LEADER.set(0)
             if not conn.is_closed():

@@ -199,13 +199,25 @@ async def audit(
     )
 
 
-async def audit_many(conn: asyncpg.Connection, actor: str, action: str, keys: Sequence[asyncpg.Record], details: dict[str, Any]) -> None:
+async def audit_many(
+    conn: asyncpg.Connection, actor: str, action: str, keys: Sequence[asyncpg.Record], details: dict[str, Any]
+) -> None:
     await conn.executemany(
         """
         INSERT INTO keys.audit_log (actor, action, key_id, key_name, organization_id, details)
         VALUES ($1, $2, $3, $4, $5, $6::jsonb)
         """,
-        [(actor, action, k["id"], k["name"], k["organization_id"], {**details, "created_at": k["created_at"].isoformat(), "expires_at": k["expires_at"].isoformat()}) for k in keys],
+        [
+            (
+                actor,
+                action,
+                k["id"],
+                k["name"],
+                k["organization_id"],
+                {**details, "created_at": k["created_at"].isoformat(), "expires_at": k["expires_at"].isoformat()},
+            )
+            for k in keys
+        ],
     )
 
 
@@ -220,9 +232,7 @@ async def add_events(conn: asyncpg.Connection, topic: str, events: Sequence[Clou
     )
 
 
-async def announce_expiring(
-    conn: asyncpg.Connection, thresholds: list[int], limit: int
-) -> list[asyncpg.Record]:
+async def announce_expiring(conn: asyncpg.Connection, thresholds: list[int], limit: int) -> list[asyncpg.Record]:
     """Marks keys that crossed a notice threshold not yet announced with the most imminent one crossed.
 
     Rows are locked and re-checked, so several watchers never announce one (key, threshold) twice, and a
@@ -292,7 +302,9 @@ async def purge_sent(conn: asyncpg.Connection, older_than_seconds: float, limit:
     return int(status.split()[-1])
 
 
-async def rows_to_rotate(conn: asyncpg.Connection, enc_key_id: str, digest_key_id: str, limit: int) -> list[asyncpg.Record]:
+async def rows_to_rotate(
+    conn: asyncpg.Connection, enc_key_id: str, digest_key_id: str, limit: int
+) -> list[asyncpg.Record]:
     return await conn.fetch(
         """
         SELECT id, ciphertext, enc_key_id FROM keys.api_keys

@@ -21,7 +21,10 @@ async def rotate(pool: asyncpg.Pool, cipher: KeyCipher, digester: KeyDigester) -
             await repository.store_rotated(conn, updates)
             if rows:
                 await repository.audit(
-                    conn, "system", "reencrypt", details={"keys": len(rows), "enc_key_id": cipher.active_id, "digest_key_id": digester.active_id}
+                    conn,
+                    "system",
+                    "reencrypt",
+                    details={"keys": len(rows), "enc_key_id": cipher.active_id, "digest_key_id": digester.active_id},
                 )
         moved += len(rows)
         if len(rows) < BATCH:

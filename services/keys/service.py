@@ -158,7 +158,13 @@ async def list_keys(conn: asyncpg.Connection, actor: Actor, query: ListQuery) ->
     after = decode_cursor(query)
     q = query.q.strip() if query.q else None
     rows = await repository.list_keys(
-        conn, subtree=subtree, q=q, sort=query.sort, descending=query.order == "desc", after=after, limit=query.limit + 1
+        conn,
+        subtree=subtree,
+        q=q,
+        sort=query.sort,
+        descending=query.order == "desc",
+        after=after,
+        limit=query.limit + 1,
     )
     total = await repository.count_keys(conn, subtree=subtree, q=q)
     page = rows[: query.limit]
@@ -166,9 +172,7 @@ async def list_keys(conn: asyncpg.Connection, actor: Actor, query: ListQuery) ->
     return KeyPage(items=[_key(r) for r in page], next_cursor=next_cursor, total=total)
 
 
-async def export_keys(
-    pool: asyncpg.Pool, ctx: KeysContext, actor: Actor, query: ListQuery
-) -> AsyncIterator[bytes]:
+async def export_keys(pool: asyncpg.Pool, ctx: KeysContext, actor: Actor, query: ListQuery) -> AsyncIterator[bytes]:
     """Checks reach and audits before the first byte; then streams rows from one server-side cursor."""
     async with pool.acquire() as conn:
         subtree = await _subtree(conn, actor, query.organization_id)
@@ -178,7 +182,10 @@ async def export_keys(
     async def body() -> AsyncIterator[bytes]:
         async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
             rows = repository.export_rows(
-                conn, subtree=subtree, q=query.q.strip() if query.q else None, sort=query.sort,
+                conn,
+                subtree=subtree,
+                q=query.q.strip() if query.q else None,
+                sort=query.sort,
                 descending=query.order == "desc",
             )
 
@@ -186,8 +193,13 @@ async def export_keys(
                 async for r in rows:
                     plain = ctx.cipher.open(Sealed(r["enc_key_id"], r["ciphertext"]), r["id"])
                     yield (
-                        str(r["id"]), r["name"], r["organization_name"], r["expires_at"].date().isoformat(),
-                        r["created_by"], r["created_at"].isoformat(), plain,
+                        str(r["id"]),
+                        r["name"],
+                        r["organization_name"],
+                        r["expires_at"].date().isoformat(),
+                        r["created_by"],
+                        r["created_at"].isoformat(),
+                        plain,
                     )
 
             async for chunk in stream_csv(cells()):
@@ -212,7 +224,10 @@ async def verify(ctx: KeysContext, key: str) -> VerifyResponse:
     ctx.usage.touch(row["id"], now)
     _OUTCOMES["valid"].inc()
     return VerifyResponse(
-        valid=True, key_id=row["id"], organization_id=row["organization_id"], tenant_id=row["tenant_id"],
+        valid=True,
+        key_id=row["id"],
+        organization_id=row["organization_id"],
+        tenant_id=row["tenant_id"],
         expires_at=row["expires_at"],
     )
 
@@ -223,7 +238,9 @@ async def reap_expired(conn: asyncpg.Connection, ctx: KeysContext, limit: int) -
         rows = await repository.reap_expired(conn, limit)
         if rows:
             await repository.audit_many(conn, "system", "delete", rows, {"reason": "expired"})
-            events = [CloudEvent.of(KeyDeleted(**common_fields(r), reason="expired", deleted_by="system")) for r in rows]
+            events = [
+                CloudEvent.of(KeyDeleted(**common_fields(r), reason="expired", deleted_by="system")) for r in rows
+            ]
             await repository.add_events(conn, ctx.topic, events)
     KEYS_DELETED.labels("expired").inc(len(rows))
     return len(rows)

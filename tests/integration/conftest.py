@@ -201,8 +201,11 @@ class EventLog:
 async def event_log(topic: str) -> AsyncIterator[EventLog]:
     log = EventLog()
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"], auto_offset_reset="earliest",
-        group_id=None, enable_auto_commit=False,
+        topic,
+        bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
     )
     await consumer.start()
 
@@ -212,7 +215,8 @@ async def event_log(topic: str) -> AsyncIterator[EventLog]:
             try:
                 event = decode(message.key, message.value, headers)
                 jsonschema.validate(
-                    json.loads(message.value), _SCHEMAS[event.type],
+                    json.loads(message.value),
+                    _SCHEMAS[event.type],
                     format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
                 )
             except Exception as exc:  # recorded: a test asserting on events fails on it

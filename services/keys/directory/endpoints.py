@@ -8,6 +8,7 @@ from services.keys.auth import CurrentActor, Service
 from services.keys.directory import repository, service
 from services.keys.directory.schemas import Administrator, AdministratorCreate, Organization, OrganizationCreate
 from services.keys.endpoints import Conn
+from shared.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["directory"])
 
@@ -16,6 +17,8 @@ router = APIRouter(prefix="/v1", tags=["directory"])
 async def me(actor: CurrentActor, conn: Conn) -> Administrator:
     """The acting administrator, as the directory knows them."""
     row = await repository.administrator_by_username(conn, actor.username)
+    if row is None:
+        raise NotFound("administrator")
     return Administrator.model_validate({k: row[k] for k in Administrator.model_fields})
 
 
@@ -32,7 +35,9 @@ async def create_organization(body: OrganizationCreate, actor: CurrentActor, con
 
 
 @router.get("/administrators", response_model=list[Administrator])
-async def list_administrators(actor: CurrentActor, conn: Conn, organization_id: UUID | None = None) -> list[Administrator]:
+async def list_administrators(
+    actor: CurrentActor, conn: Conn, organization_id: UUID | None = None
+) -> list[Administrator]:
     """Administrators the acting administrator reaches."""
     return await service.list_administrators(conn, actor, organization_id)
 

@@ -60,7 +60,9 @@ def load(path: Path) -> DirectoryFile:
         raise DirectoryImportError(f"{path}: {exc}") from exc
 
 
-async def _ensure(conn: asyncpg.Connection, node: OrgNode, parent: asyncpg.Record | None, counts: dict[str, int]) -> None:
+async def _ensure(
+    conn: asyncpg.Connection, node: OrgNode, parent: asyncpg.Record | None, counts: dict[str, int]
+) -> None:
     row = await repository.child_by_name(conn, parent["id"] if parent else None, node.name)
     if row is None:
         row = await repository.insert_organization(conn, uuid4(), node.name, parent)
@@ -79,7 +81,10 @@ async def import_directory(conn: asyncpg.Connection, data: DirectoryFile) -> dic
             if org is None:
                 raise DirectoryImportError(f"administrator {entry.username}: no organization {entry.organization!r}")
             if (entry.level == "system") != (org["depth"] == 0):
-                raise DirectoryImportError(f"administrator {entry.username}: a {entry.level}-level administrator cannot belong to {entry.organization!r}")
+                raise DirectoryImportError(
+                    f"administrator {entry.username}: a {entry.level}-level administrator "
+                    f"cannot belong to {entry.organization!r}"
+                )
             fields: dict[str, Any] = entry.model_dump(exclude={"organization"}) | {"organization_id": org["id"]}
             await repository.insert_administrator(conn, uuid4(), fields, org["tenant_id"], replace=True)
             counts["administrators"] += 1

@@ -6,7 +6,9 @@ from uuid import UUID
 import asyncpg
 
 ORG_COLUMNS = "id, name, parent_id, tenant_id, path::text AS path, nlevel(path) - 1 AS depth"
-ADMIN_COLUMNS = "a.id, a.username, a.email, a.display_name, a.level, a.role, a.organization_id, a.tenant_id, a.created_at"
+ADMIN_COLUMNS = (
+    "a.id, a.username, a.email, a.display_name, a.level, a.role, a.organization_id, a.tenant_id, a.created_at"
+)
 
 
 def label(org_id: UUID) -> str:
@@ -23,7 +25,10 @@ async def organization(conn: asyncpg.Connection, org_id: UUID, reach: str | None
 
 async def child_by_name(conn: asyncpg.Connection, parent_id: UUID | None, name: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        f"SELECT {ORG_COLUMNS} FROM keys.organizations WHERE parent_id IS NOT DISTINCT FROM $1 AND lower(name) = lower($2)",
+        f"""
+        SELECT {ORG_COLUMNS} FROM keys.organizations
+        WHERE parent_id IS NOT DISTINCT FROM $1 AND lower(name) = lower($2)
+        """,
         parent_id,
         name,
     )
@@ -82,7 +87,9 @@ async def administrator_by_username(conn: asyncpg.Connection | asyncpg.Pool, use
     )
 
 
-async def administrators(conn: asyncpg.Connection, reach: str | None, organization_id: UUID | None) -> list[asyncpg.Record]:
+async def administrators(
+    conn: asyncpg.Connection, reach: str | None, organization_id: UUID | None
+) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"""
         SELECT {ADMIN_COLUMNS} FROM keys.administrators a JOIN keys.organizations o ON o.id = a.organization_id
@@ -94,7 +101,9 @@ async def administrators(conn: asyncpg.Connection, reach: str | None, organizati
     )
 
 
-async def tenant_customer_administrators(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record]:
+async def tenant_customer_administrators(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID
+) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"""
         SELECT {ADMIN_COLUMNS} FROM keys.administrators a
@@ -118,7 +127,8 @@ async def insert_administrator(
     )
     return await conn.fetchrow(
         f"""
-        INSERT INTO keys.administrators AS a (id, username, email, display_name, level, role, organization_id, tenant_id)
+        INSERT INTO keys.administrators AS a
+            (id, username, email, display_name, level, role, organization_id, tenant_id)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         {on_conflict}
         RETURNING {ADMIN_COLUMNS}

@@ -45,7 +45,9 @@ async def create_organization(conn: asyncpg.Connection, actor: Actor, data: Orga
     return to_organization(row)
 
 
-async def list_administrators(conn: asyncpg.Connection, actor: Actor, organization_id: UUID | None) -> list[Administrator]:
+async def list_administrators(
+    conn: asyncpg.Connection, actor: Actor, organization_id: UUID | None
+) -> list[Administrator]:
     if organization_id is not None and await repository.organization(conn, organization_id, actor.reach) is None:
         raise NotFound("organization")
     rows = await repository.administrators(conn, actor.reach, organization_id)

@@ -27,8 +27,13 @@ async def test_a_tenant_admin_gets_404_on_another_tenants_key_for_every_call(as_
         await me.get("/v1/administrators", params={"organization_id": org_id}),
         await me.post(
             "/v1/administrators",
-            json={"username": "sneaky", "email": "s@example.com", "display_name": "S", "level": "tenant",
-                  "organization_id": org_id},
+            json={
+                "username": "sneaky",
+                "email": "s@example.com",
+                "display_name": "S",
+                "level": "tenant",
+                "organization_id": org_id,
+            },
         ),
     ]
     assert [r.status_code for r in calls] == [404] * len(calls)
@@ -78,9 +83,13 @@ async def test_calls_without_a_valid_service_token_or_acting_claim_are_401(http,
     forged = sign_acting_admin(tenant.admins[0], secret="x" * 40, issuer="gateway", audience="keys")
     response = await no_claim.get("/v1/keys", headers={"X-Acting-Admin": forged})
     assert response.status_code == 401
-    wrong_issuer = sign_acting_admin(tenant.admins[0], secret=settings.acting_admin_secret, issuer="notifier", audience="keys")
+    wrong_issuer = sign_acting_admin(
+        tenant.admins[0], secret=settings.acting_admin_secret, issuer="notifier", audience="keys"
+    )
     response = await no_claim.get("/v1/keys", headers={"X-Acting-Admin": wrong_issuer})
-    assert response.status_code == 401, "a claim minted for another service must not be accepted with the gateway's token"
+    assert response.status_code == 401, (
+        "a claim minted for another service must not be accepted with the gateway's token"
+    )
     unknown = sign_acting_admin("nobody-at-all", secret=settings.acting_admin_secret, issuer="gateway", audience="keys")
     assert (await no_claim.get("/v1/keys", headers={"X-Acting-Admin": unknown})).status_code == 401
 
@@ -93,8 +102,13 @@ async def test_tenant_admins_build_their_own_subtree_and_admins(as_admin, tenant
     assert created["tenant_id"] == str(tenant.id) and created["level"] == "organization" and created["depth"] == 4
     dup = await me.post("/v1/organizations", json={"name": "night SHIFT", "parent_id": str(tenant.orgs["org-2"])})
     assert dup.status_code == 409
-    body = {"username": f"new-{created['id'][:8]}", "email": "new@example.com", "display_name": "New", "level": "tenant",
-            "organization_id": created["id"]}
+    body = {
+        "username": f"new-{created['id'][:8]}",
+        "email": "new@example.com",
+        "display_name": "New",
+        "level": "tenant",
+        "organization_id": created["id"],
+    }
     assert (await me.post("/v1/administrators", json=body)).status_code == 201
     assert (await me.post("/v1/administrators", json=body)).status_code == 409
     system = {**body, "username": "x" + body["username"], "level": "system", "organization_id": str(world.root_id)}

@@ -61,7 +61,9 @@ def expiring(log, key_id):
     return [e.data for e in log.about(key_id) if e.type.endswith("expiring.v1")]
 
 
-async def test_after_downtime_only_the_most_imminent_threshold_is_announced_once(as_admin, tenant: Tenant, event_log, pool):
+async def test_after_downtime_only_the_most_imminent_threshold_is_announced_once(
+    as_admin, tenant: Tenant, event_log, pool
+):
     key = await create(as_admin(tenant.admins[0]), tenant.id)
     await expire_in(pool, key["id"], 10 * DAY)  # 30d and 14d both crossed while "nobody watched"
     await event_log.wait_for(lambda _: expiring(event_log, key["id"]))
@@ -72,11 +74,15 @@ async def test_after_downtime_only_the_most_imminent_threshold_is_announced_once
     assert [(n.threshold_seconds, n.days_left) for n in notices] == [(14 * DAY, 10), (3 * DAY, 2)]
 
 
-async def test_several_watchers_announce_each_key_once_per_threshold(as_admin, tenant: Tenant, event_log, pool, settings):
+async def test_several_watchers_announce_each_key_once_per_threshold(
+    as_admin, tenant: Tenant, event_log, pool, settings
+):
     admin = as_admin(tenant.admins[0])
     keys = [await create(admin, tenant.id) for _ in range(60)]
     ids = [k["id"] for k in keys]
-    await pool.execute("UPDATE keys.api_keys SET expires_at = now() + interval '5 days' WHERE id = ANY($1::uuid[])", ids)
+    await pool.execute(
+        "UPDATE keys.api_keys SET expires_at = now() + interval '5 days' WHERE id = ANY($1::uuid[])", ids
+    )
     thresholds = [int(t.total_seconds()) for t in settings.expiry_notice_thresholds]
     # The app's own watcher runs too: four at once.
     await asyncio.gather(*[expiry.announce_once(pool, thresholds, settings.kafka_topic) for _ in range(3)])
@@ -91,8 +97,13 @@ async def test_standby_relays_publish_nothing_twice_and_take_over_when_the_leade
     as_admin, tenant: Tenant, event_log, pool, settings
 ):
     relays = [
-        OutboxRelay(pool, settings.database_url, settings.kafka_bootstrap_servers, client_id=f"test-relay-{i}",
-                    retention_seconds=3600)
+        OutboxRelay(
+            pool,
+            settings.database_url,
+            settings.kafka_bootstrap_servers,
+            client_id=f"test-relay-{i}",
+            retention_seconds=3600,
+        )
         for i in range(2)
     ]
     tasks = [asyncio.create_task(r.run()) for r in relays]
@@ -102,7 +113,8 @@ async def test_standby_relays_publish_nothing_twice_and_take_over_when_the_leade
         await event_log.wait_for(lambda _: all(event_log.about(k["id"]) for k in first))
         # Kill whichever replica holds the relay lock; one of the others must carry on.
         killed = await pool.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             RELAY_LOCK,
         )
         assert killed == 1

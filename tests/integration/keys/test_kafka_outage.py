@@ -32,7 +32,15 @@ async def test_every_event_arrives_after_kafka_comes_back(as_admin, tenant: Tena
         assert (await http.get("/readyz")).status_code == 200, "verify must stay in service while Kafka is down"
     finally:
         await asyncio.to_thread(kafka, "start")
-    await event_log.wait_for(lambda _: all(event_log.about(k["id"]) for k in during) and len(event_log.about(renamed["id"])) == 2, timeout=120)
+    await event_log.wait_for(
+        lambda _: all(event_log.about(k["id"]) for k in during) and len(event_log.about(renamed["id"])) == 2,
+        timeout=120,
+    )
     # Delivery is at-least-once, so a repeat is allowed; consumers drop it by ce_id. Nothing may be missing.
-    assert {e.type for e in event_log.events if e.subject in {k["id"] for k in during}} >= {"io.keyward.apikey.created.v1"}
-    assert [e.type for e in event_log.about(renamed["id"])] == ["io.keyward.apikey.created.v1", "io.keyward.apikey.updated.v1"]
+    assert {e.type for e in event_log.events if e.subject in {k["id"] for k in during}} >= {
+        "io.keyward.apikey.created.v1"
+    }
+    assert [e.type for e in event_log.about(renamed["id"])] == [
+        "io.keyward.apikey.created.v1",
+        "io.keyward.apikey.updated.v1",
+    ]

@@ -101,7 +101,9 @@ async def test_deleting_a_key_is_final(as_admin, tenant: Tenant, pool: asyncpg.P
     assert (await admin.get(f"/v1/keys/{created['id']}")).status_code == 404
     assert (await admin.delete(f"/v1/keys/{created['id']}")).status_code == 404
     assert await pool.fetchval("SELECT count(*) FROM keys.api_keys WHERE id = $1", created["id"]) == 0
-    audit = await pool.fetchrow("SELECT key_name, details FROM keys.audit_log WHERE key_id = $1 AND action = 'delete'", created["id"])
+    audit = await pool.fetchrow(
+        "SELECT key_name, details FROM keys.audit_log WHERE key_id = $1 AND action = 'delete'", created["id"]
+    )
     assert audit["key_name"] == created["name"] and audit["details"]["reason"] == "manual"
 
 
@@ -126,7 +128,9 @@ async def test_unknown_ids_and_malformed_ids_are_404_and_422(as_admin, tenant: T
     assert (await admin.get("/v1/keys/not-a-uuid")).status_code == 422
 
 
-async def test_the_export_has_every_listed_key_with_the_full_key_and_neutralised_formulas(as_admin, tenant: Tenant, pool):
+async def test_the_export_has_every_listed_key_with_the_full_key_and_neutralised_formulas(
+    as_admin, tenant: Tenant, pool
+):
     admin = as_admin(tenant.admins[0])
     keys = [await create(admin, tenant.orgs["org-1"], f"=cmd|{i}") for i in range(3)]
     keys.append(await create(admin, tenant.orgs["org-2"], "plain"))
@@ -138,4 +142,9 @@ async def test_the_export_has_every_listed_key_with_the_full_key_and_neutralised
     assert {r["id"]: r["key"] for r in rows} == {k["id"]: k["key"] for k in keys}
     assert outside["id"] not in {r["id"] for r in rows}
     assert sorted(r["name"] for r in rows if r["name"].startswith("'")) == sorted("'" + k["name"] for k in keys[:3])
-    assert await pool.fetchval("SELECT count(*) FROM keys.audit_log WHERE actor = $1 AND action = 'export'", tenant.admins[0]) == 1
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM keys.audit_log WHERE actor = $1 AND action = 'export'", tenant.admins[0]
+        )
+        == 1
+    )

@@ -34,7 +34,9 @@ async def all_pages(caller, **params):
 async def test_the_list_holds_the_keys_at_and_below_the_chosen_organization(as_admin, tenant: Tenant, populated):
     admin = as_admin(tenant.admins[0])
     below_org1, total, _ = await all_pages(admin, organization_id=str(tenant.orgs["org-1"]), limit=100)
-    expected = {k["id"] for k in populated if k["organization_id"] in (str(tenant.orgs["org-1"]), str(tenant.orgs["org-2"]))}
+    expected = {
+        k["id"] for k in populated if k["organization_id"] in (str(tenant.orgs["org-1"]), str(tenant.orgs["org-2"]))
+    }
     assert {k["id"] for k in below_org1} == expected and total == len(expected)
     only_org2, _, _ = await all_pages(admin, organization_id=str(tenant.orgs["org-2"]), limit=100)
     assert {k["organization_id"] for k in only_org2} == {str(tenant.orgs["org-2"])}
@@ -48,7 +50,9 @@ async def test_every_column_sorts_and_pages_without_gaps_or_repeats(as_admin, te
     assert pages == 4 and total == len(populated) == len(items)
     assert len({k["id"] for k in items}) == len(items)
     field = {"organization": "organization_name", "key": "key_display"}.get(sort, sort)
-    values = [(k[field].lower() if sort in ("name", "organization", "created_by") else k[field], k["id"]) for k in items]
+    values = [
+        (k[field].lower() if sort in ("name", "organization", "created_by") else k[field], k["id"]) for k in items
+    ]
     assert values == sorted(values, reverse=order == "desc")
 
 
@@ -60,10 +64,16 @@ async def test_the_default_sort_is_by_name(as_admin, tenant: Tenant, populated):
 
 @pytest.mark.parametrize(
     ("q", "expect"),
-    [("ALPH", lambda k: "alpha" in k["name"]), ("key 0", lambda k: k["name"].lower().startswith("key 0")),
-     ("org2", lambda k: k["organization_name"].startswith("org2")), ("tenant", lambda k: True)],
+    [
+        ("ALPH", lambda k: "alpha" in k["name"]),
+        ("key 0", lambda k: k["name"].lower().startswith("key 0")),
+        ("org2", lambda k: k["organization_name"].startswith("org2")),
+        ("tenant", lambda k: True),
+    ],
 )
-async def test_search_matches_part_of_any_visible_column_case_insensitively(as_admin, tenant: Tenant, populated, q, expect):
+async def test_search_matches_part_of_any_visible_column_case_insensitively(
+    as_admin, tenant: Tenant, populated, q, expect
+):
     items, total, _ = await all_pages(as_admin(tenant.admins[0]), q=q, limit=100)
     assert {k["id"] for k in items} == {k["id"] for k in populated if expect(k)} and total == len(items)
 

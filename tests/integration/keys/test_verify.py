@@ -48,7 +48,9 @@ async def test_unknown_malformed_expired_and_deleted_keys_get_the_same_answer(ve
     assert (await verify(live["key"])).json()["valid"] is True
 
 
-async def test_a_key_is_invalid_the_instant_it_expires_even_before_the_reaper_runs(verify, as_admin, tenant: Tenant, pool):
+async def test_a_key_is_invalid_the_instant_it_expires_even_before_the_reaper_runs(
+    verify, as_admin, tenant: Tenant, pool
+):
     created = await create(as_admin(tenant.admins[0]), tenant.id)
     await pool.execute(
         "UPDATE keys.api_keys SET created_at = now() - interval '1 day', expires_at = clock_timestamp() + interval '300 milliseconds' WHERE id = $1",

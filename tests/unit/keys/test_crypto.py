@@ -42,7 +42,12 @@ def test_digests_are_keyed_and_every_ring_secret_is_a_candidate():
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("", "holds no key"), ("nocolon", "id:base64"), ("k1:***", "base64"), ("k1:" + base64.b64encode(b"short").decode(), "bytes")],
+    [
+        ("", "holds no key"),
+        ("nocolon", "id:base64"),
+        ("k1:***", "base64"),
+        ("k1:" + base64.b64encode(b"short").decode(), "bytes"),
+    ],
 )
 def test_bad_rings_are_refused_clearly(value, message):
     with pytest.raises(ValueError, match=message):

@@ -7,8 +7,13 @@ from shared.durations import format_duration, parse_duration, parse_thresholds
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("60s", timedelta(seconds=60)), ("15m", timedelta(minutes=15)), ("12h", timedelta(hours=12)),
-     ("365d", timedelta(days=365)), (" 7d ", timedelta(days=7))],
+    [
+        ("60s", timedelta(seconds=60)),
+        ("15m", timedelta(minutes=15)),
+        ("12h", timedelta(hours=12)),
+        ("365d", timedelta(days=365)),
+        (" 7d ", timedelta(days=7)),
+    ],
 )
 def test_durations_take_s_m_h_and_d_suffixes(text, expected):
     assert parse_duration(text) == expected
@@ -16,7 +21,7 @@ def test_durations_take_s_m_h_and_d_suffixes(text, expected):
 
 @pytest.mark.parametrize("text", ["", "10", "1w", "-5s", "0s", "1.5d", "d", "5 days"])
 def test_bad_durations_are_refused_with_a_clear_message(text):
-    with pytest.raises(ValueError, match="duration|longer than zero"):
+    with pytest.raises(ValueError, match=r"duration|longer than zero"):
         parse_duration(text)
 
 
@@ -29,6 +34,8 @@ def test_an_empty_threshold_list_is_refused():
         parse_thresholds(" , ")
 
 
-@pytest.mark.parametrize("value", [timedelta(days=365), timedelta(hours=2), timedelta(minutes=3), timedelta(seconds=61)])
+@pytest.mark.parametrize(
+    "value", [timedelta(days=365), timedelta(hours=2), timedelta(minutes=3), timedelta(seconds=61)]
+)
 def test_formatting_round_trips(value):
     assert parse_duration(format_duration(value)) == value

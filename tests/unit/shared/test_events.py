@@ -16,8 +16,15 @@ ROOT = Path(__file__).resolve().parents[3]
 def deleted() -> KeyDeleted:
     now = datetime.now(UTC)
     return KeyDeleted(
-        key_id=uuid4(), name="Voice", organization_id=uuid4(), tenant_id=uuid4(), created_by="ada",
-        created_at=now, expires_at=now + timedelta(days=365), key_display="kwk_abcd…wxyz", reason="bulk",
+        key_id=uuid4(),
+        name="Voice",
+        organization_id=uuid4(),
+        tenant_id=uuid4(),
+        created_by="ada",
+        created_at=now,
+        expires_at=now + timedelta(days=365),
+        key_display="kwk_abcd…wxyz",
+        reason="bulk",
         deleted_by="ada",
     )
 
