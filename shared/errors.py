@@ -3,6 +3,7 @@
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -79,6 +80,16 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(asyncpg.exceptions.CannotConnectNowError)
+    @app.exception_handler(asyncpg.exceptions.TooManyConnectionsError)
+    @app.exception_handler(ConnectionError)
+    @app.exception_handler(TimeoutError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("dependency unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        body = error_body(503, "a dependency is unavailable; try again shortly")
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -90,8 +101,8 @@ def install_error_handlers(app: FastAPI) -> None:
 class BodySizeLimit:
     """Refuses bodies over a limit with 413, whether or not the client sent Content-Length.
 
-    A body that grows past the limit while streaming raises ApiError(413) from receive(), which the
-    route's exception handling turns into the usual error shape.
+    A streamed body that grows past the limit gets its 413 from here; the app then sees the client
+    disconnect, and whatever it still tries to send is dropped.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -104,21 +115,37 @@ class BodySizeLimit:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                response = JSONResponse(self._body(), status_code=413)
-                await response(scope, receive, send)
+                await self._refuse(send)
                 return
         received = 0
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise ApiError(413, self._body()["error"]["message"])
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
 
-    def _body(self) -> dict[str, Any]:
-        return error_body(413, f"the body is larger than {self.max_bytes} bytes")
+        await self.app(scope, limited_receive, guarded_send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = JSONResponse(error_body(413, f"the body is larger than {self.max_bytes} bytes")).body
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

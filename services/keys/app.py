@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -49,11 +50,10 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
             client_id="keys-relay",
             retention_seconds=cfg.outbox_retention.total_seconds(),
         )
+        record_usage = functools.partial(repository.record_usage, pool)
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(
-                ctx.usage.run(
-                    lambda ids, at: repository.record_usage(pool, ids, at), cfg.usage_flush_interval.total_seconds()
-                ),
+                ctx.usage.run(record_usage, cfg.usage_flush_interval.total_seconds()),
                 name="usage",
             ),
             asyncio.create_task(observe_outbox(pool), name="outbox-gauges"),
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
-                await ctx.usage.flush(lambda ids, at: repository.record_usage(pool, ids, at))
+                await ctx.usage.flush(record_usage)
             await relay.close()
             await pool.close()
 
