@@ -6,13 +6,13 @@ import sys
 from pathlib import Path
 
 import asyncpg
-import uvicorn
 
 from services.keys.config import Settings
 from services.keys.crypto import KeyCipher, KeyDigester, parse_ring
 from services.keys.directory.importer import DirectoryImportError, import_directory, load
 from services.keys.rotation import rotate
 from shared.db import create_pool
+from shared.serve import serve
 
 
 async def _import(settings: Settings, path: Path) -> None:
@@ -52,14 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from services.keys.app import create_app
 
-        uvicorn.run(
-            create_app(settings),
-            host=settings.http_host,
-            port=settings.port,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-            timeout_graceful_shutdown=20,
-        )
+        serve(create_app(settings), settings, settings.port)
     elif args.command == "import-directory":
         try:
             asyncio.run(_import(settings, args.file))
