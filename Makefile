@@ -39,8 +39,9 @@ seed: migrate ## import the demo directory (organizations and administrators)
 run: $(STAMP) stack-up seed ## start everything and print the console URL; Ctrl-C stops it all
 	$(ENV) bash deploy/local/run.sh
 
-test: $(STAMP) stack-up ## the whole suite against real PostgreSQL and Kafka
-	$(PYTEST) tests/unit tests/integration
+test: $(STAMP) stack-up ## the whole suite: real PostgreSQL, Kafka, SMTP server and Chromium
+	bash tests/e2e/install-chromium.sh
+	$(PYTEST) tests/unit tests/integration tests/e2e
 
 test-unit: $(STAMP) ## unit tests (no I/O)
 	$(PYTEST) tests/unit
@@ -48,7 +49,8 @@ test-unit: $(STAMP) ## unit tests (no I/O)
 test-integration: $(STAMP) stack-up ## integration tests (real PostgreSQL and Kafka)
 	$(PYTEST) tests/integration
 
-test-e2e: $(STAMP) stack-up ## end-to-end tests against the running services
+test-e2e: $(STAMP) stack-up ## end-to-end tests: the services as processes, Chromium driven by Playwright
+	bash tests/e2e/install-chromium.sh
 	$(PYTEST) tests/e2e
 
 lint: $(STAMP) ## ruff format --check, ruff check, mypy

@@ -5,6 +5,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer
+from pydantic_settings import NoDecode
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PATTERN = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -50,4 +51,5 @@ def format_duration(value: timedelta) -> str:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
-Thresholds = Annotated[tuple[timedelta, ...], BeforeValidator(parse_thresholds)]
+# NoDecode: settings read "30d,14d" as written, not as JSON.
+Thresholds = Annotated[tuple[timedelta, ...], NoDecode, BeforeValidator(parse_thresholds)]

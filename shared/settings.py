@@ -9,6 +9,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _PLACEHOLDER_MARKERS = ("dev-", "changeme", "insecure")
 
 
+def split_names(value: object) -> object:
+    """'a, b,c' -> ('a', 'b', 'c'); other values pass through to the field's own validation."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 

@@ -1,9 +1,11 @@
 from datetime import timedelta
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
+from pydantic_settings import NoDecode
 
 from shared.durations import Duration, Thresholds
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, split_names
 
 
 class Settings(ServiceSettings):
@@ -19,7 +21,7 @@ class Settings(ServiceSettings):
     max_body_bytes: int = 64 * 1024
     db_pool_size: int = 20
     # Services (names in SERVICE_TOKENS) allowed to delete expired keys.
-    reaper_services: tuple[str, ...] = ("reaper",)
+    reaper_services: Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_names)] = ("reaper",)
 
     # Secrets: no defaults. Rings are comma-separated `id:base64` entries, the first one active.
     service_tokens: str

@@ -1,0 +1,49 @@
+"""FastAPI dependencies: the gateway's context and the calling administrator."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from services.gateway.auth import CSRF_HEADER, SAFE_METHODS, Principal, tokens_match
+from services.gateway.context import GatewayContext
+from shared.errors import ApiError
+
+EVENTS_PATH = "/api/v1/events"
+
+
+def gateway_context(request: Request) -> GatewayContext:
+    return request.app.state.gateway
+
+
+Ctx = Annotated[GatewayContext, Depends(gateway_context)]
+
+
+def remember_cookie(request: Request, value: str) -> None:
+    """Asks the SecurityHeaders middleware to send this Set-Cookie with whatever response follows."""
+    request.state.set_cookie = value
+
+
+async def api_principal(request: Request, ctx: Ctx) -> Principal:
+    """A bearer JWT, or (in dev mode) the console session; the latter needs the CSRF token to change anything."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        username = await ctx.verifier.username(token.strip()) if scheme.lower() == "bearer" else None
+        if username is None:
+            raise ApiError(401, "the bearer token is invalid or expired")
+        return Principal(username, "bearer")
+    session = None
+    if ctx.settings.auth_mode == "dev":
+        session = ctx.sessions.read(request.cookies.get(ctx.sessions.cookie_name))
+    if session is None:
+        raise ApiError(401, "sign in first: send a bearer token or use the console")
+    if request.method not in SAFE_METHODS and not tokens_match(session.csrf, request.headers.get(CSRF_HEADER)):
+        raise ApiError(403, "the CSRF token is missing or wrong: reload the page", code="csrf_failed")
+    # The live stream is no sign of the administrator being there: it must not keep an idle session alive.
+    renewed = None if request.url.path == EVENTS_PATH else ctx.sessions.renewed(session)
+    if renewed:
+        remember_cookie(request, ctx.sessions.cookie(renewed))
+    return Principal(session.username, "session", session.csrf, session.expires_at)
+
+
+Admin = Annotated[Principal, Depends(api_principal)]

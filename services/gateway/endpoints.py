@@ -1,0 +1,145 @@
+"""The gateway's JSON API under /api/v1: authenticate, call the keys service and the notifier, shape the answer."""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from sse_starlette import EventSourceResponse
+
+from services.gateway.deps import Admin, Ctx
+from services.gateway.schemas import (
+    AdministratorCreate,
+    BulkDelete,
+    KeyCreate,
+    KeyUpdate,
+    OrganizationCreate,
+    organization_tree,
+)
+from shared.errors import ApiError
+
+router = APIRouter(prefix="/api/v1", tags=["console"])
+
+LIST_PARAMS = ("organization_id", "q", "sort", "order", "limit", "cursor")
+EXPORT_PARAMS = ("organization_id", "q", "sort", "order")
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _params(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    return {name: request.query_params[name] for name in names if name in request.query_params}
+
+
+def _relay(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+@router.get("/me")
+async def me(admin: Admin, ctx: Ctx) -> Response:
+    """The signed-in administrator, as the directory knows them."""
+    return _relay((await ctx.keys.call("GET", "/v1/me", admin.username)).content)
+
+
+@router.get("/organizations")
+async def organizations(admin: Admin, ctx: Ctx) -> list[dict[str, Any]]:
+    """The organization tree the caller can see: their topmost organizations, each with its `children`."""
+    return organization_tree(await ctx.keys.json("GET", "/v1/organizations", admin.username))
+
+
+@router.post("/organizations", status_code=201)
+async def create_organization(body: OrganizationCreate, admin: Admin, ctx: Ctx) -> Response:
+    """Creates an organization below one the caller reaches."""
+    upstream = await ctx.keys.call("POST", "/v1/organizations", admin.username, json=body.upstream())
+    return _relay(upstream.content, 201)
+
+
+@router.post("/administrators", status_code=201)
+async def create_administrator(body: AdministratorCreate, admin: Admin, ctx: Ctx) -> Response:
+    """Creates an administrator in an organization the caller reaches."""
+    upstream = await ctx.keys.call("POST", "/v1/administrators", admin.username, json=body.upstream())
+    return _relay(upstream.content, 201)
+
+
+@router.get("/keys")
+async def list_keys(request: Request, admin: Admin, ctx: Ctx) -> Response:
+    """Keys at and below `organization_id`, filtered by `q`, sorted, keyset-paginated: {items, next_cursor, total}."""
+    upstream = await ctx.keys.call("GET", "/v1/keys", admin.username, params=_params(request, LIST_PARAMS))
+    return _relay(upstream.content, headers=NO_STORE)
+
+
+@router.post("/keys", status_code=201)
+async def create_key(body: KeyCreate, admin: Admin, ctx: Ctx) -> Response:
+    """Creates a key; the answer carries the full key."""
+    upstream = await ctx.keys.call("POST", "/v1/keys", admin.username, json=body.upstream())
+    return _relay(upstream.content, 201, NO_STORE)
+
+
+@router.get("/keys/export.csv")
+async def export_keys(request: Request, admin: Admin, ctx: Ctx) -> StreamingResponse:
+    """Every key the list shows for this filter, with the full key, streamed as CSV."""
+    body = await ctx.keys.stream("/v1/keys/export.csv", admin.username, _params(request, EXPORT_PARAMS))
+    headers = {"Content-Disposition": 'attachment; filename="api-keys.csv"', **NO_STORE}
+    return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@router.post("/keys/bulk-delete")
+async def bulk_delete(body: BulkDelete, admin: Admin, ctx: Ctx) -> Response:
+    """Deletes several keys in one transaction: all of them, or none (404 naming the ones not found)."""
+    upstream = await ctx.keys.call("POST", "/v1/keys/bulk-delete", admin.username, json=body.upstream())
+    return _relay(upstream.content)
+
+
+@router.get("/keys/{key_id}")
+async def get_key(key_id: UUID, admin: Admin, ctx: Ctx) -> JSONResponse:
+    """One key with the full key (the reveal is audited) and the expiry notices sent for it."""
+    key_call = ctx.keys.json("GET", f"/v1/keys/{key_id}", admin.username)
+    key, notices = await asyncio.gather(key_call, ctx.notifier.notices(key_id), return_exceptions=True)
+    if isinstance(key, BaseException):
+        raise key
+    if isinstance(notices, list):
+        key["notices"] = notices
+    else:
+        key["notices_unavailable"] = True
+    return JSONResponse(key, headers=NO_STORE)
+
+
+@router.patch("/keys/{key_id}")
+async def rename_key(key_id: UUID, body: KeyUpdate, admin: Admin, ctx: Ctx) -> Response:
+    """Renames a key."""
+    return _relay((await ctx.keys.call("PATCH", f"/v1/keys/{key_id}", admin.username, json=body.upstream())).content)
+
+
+@router.delete("/keys/{key_id}", status_code=204)
+async def delete_key(key_id: UUID, admin: Admin, ctx: Ctx) -> Response:
+    """Deletes a key for good."""
+    await ctx.keys.call("DELETE", f"/v1/keys/{key_id}", admin.username)
+    return Response(status_code=204)
+
+
+@router.get("/events")
+async def events(admin: Admin, ctx: Ctx) -> EventSourceResponse:
+    """Server-Sent Events: a `key` event whenever a key the caller may see is created, renamed, expiring or deleted."""
+    me = await ctx.keys.json("GET", "/v1/me", admin.username)
+    if me["role"] != "customer_administrator":
+        raise ApiError(403, "only customer administrators manage API keys")
+    system = me["level"] == "system"
+    tenant_id = UUID(me["tenant_id"]) if me.get("tenant_id") else None
+    lifetime = ctx.settings.events_stream_lifetime.total_seconds()
+    if admin.expires_at is not None:  # a stream ends with its session; the reconnect is then refused
+        lifetime = min(lifetime, max(1.0, admin.expires_at - time.time()))
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        with ctx.live.subscribe(system=system, tenant_id=tenant_id) as subscriber:
+            yield {"event": "ready", "data": "{}", "retry": 2000}
+            deadline = asyncio.get_running_loop().time() + lifetime
+            while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+                try:
+                    message = await asyncio.wait_for(subscriber.queue.get(), remaining)
+                except TimeoutError:
+                    return
+                yield {"event": "key", "data": json.dumps(message)}
+
+    return EventSourceResponse(stream(), ping=15, headers={**NO_STORE, "X-Accel-Buffering": "no"})

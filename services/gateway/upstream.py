@@ -1,0 +1,110 @@
+"""The services the gateway aggregates: the keys service (keys, directory) and the notifier (notices).
+
+Errors from the keys service travel to the caller as they came (status and `{"error": ...}` body); a keys
+service that fails or does not answer is a 503. The notifier is optional: without it, notices are unknown.
+"""
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from shared.auth import ACTING_ADMIN_HEADER, sign_acting_admin
+from shared.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+AUDIENCE = "keys"
+SERVICE_NAME = "gateway"
+
+
+def _error_from(response: httpx.Response) -> ApiError:
+    try:
+        error = response.json()["error"]
+        return ApiError(response.status_code, str(error["message"]), str(error["code"]), error.get("fields"))
+    except (ValueError, KeyError, TypeError):
+        return ApiError(response.status_code, "the request failed")
+
+
+class KeysService:
+    def __init__(self, client: httpx.AsyncClient, token: str, acting_admin_secret: str) -> None:
+        self.client = client
+        self.token = token
+        self.secret = acting_admin_secret
+
+    def headers(self, username: str | None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if username is not None:
+            headers[ACTING_ADMIN_HEADER] = sign_acting_admin(
+                username, secret=self.secret, issuer=SERVICE_NAME, audience=AUDIENCE
+            )
+        return headers
+
+    async def call(self, method: str, path: str, username: str | None, **kwargs: Any) -> httpx.Response:
+        """The keys service's answer; raises ApiError for its errors (passed through) and for its outages (503)."""
+        try:
+            response = await self.client.request(method, path, headers=self.headers(username), **kwargs)
+        except httpx.TimeoutException:
+            raise ApiError(503, "the keys service did not answer in time") from None
+        except httpx.HTTPError as exc:
+            log.warning("keys service unreachable: %s", exc)
+            raise ApiError(503, "the keys service is unavailable") from None
+        return self._checked(response)
+
+    async def json(self, method: str, path: str, username: str | None, **kwargs: Any) -> Any:
+        return (await self.call(method, path, username, **kwargs)).json()
+
+    async def stream(self, path: str, username: str, params: dict[str, str]) -> AsyncIterator[bytes]:
+        """Opens a streamed GET and checks its status before the first byte goes out; yields it unbuffered."""
+        request = self.client.build_request("GET", path, headers=self.headers(username), params=params)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError:
+            raise ApiError(503, "the keys service is unavailable") from None
+        if response.is_error:
+            await response.aread()
+            await response.aclose()
+            self._checked(response)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in response.aiter_raw():
+                    yield chunk
+            finally:
+                await response.aclose()
+
+        return body()
+
+    def _checked(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code >= 500:
+            log.warning("keys service answered %d: %s", response.status_code, response.text[:200])
+            raise ApiError(503, "the keys service failed to answer")
+        if response.is_error:
+            raise _error_from(response)
+        return response
+
+
+class Notifier:
+    def __init__(self, client: httpx.AsyncClient, token: str) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def notices(self, key_id: UUID) -> list[dict[str, Any]] | None:
+        """The expiry notices sent for a key, or None when the notifier cannot tell (down, failing, absent)."""
+        try:
+            response = await self.client.get(f"/v1/keys/{key_id}/notices", headers=self.headers)
+            if response.status_code != 200:
+                return None
+            body = response.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        items = body.get("items") if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            return None
+        return [_notice(n) for n in items if isinstance(n, dict)]
+
+
+def _notice(raw: dict[str, Any]) -> dict[str, Any]:
+    return {name: raw.get(name) for name in ("threshold_seconds", "recipient", "status", "sent_at")}

@@ -1,0 +1,213 @@
+"""End-to-end: the keys service, the notifier (when it exists) and the gateway as real processes on a fresh
+database seeded with the demo directory, an SMTP server on loopback, and Chromium driven by Playwright.
+
+The keys service announces a `400d` threshold besides the usual ones, so a fresh key (365 days to live)
+crosses it at once: its expiry notice really goes out, and the Edit page has a notice history to show.
+"""
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from uuid import uuid4
+
+import asyncpg
+import httpx
+import jwt
+import pytest
+from aiosmtpd.controller import Controller
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from pydantic_settings import SettingsError
+
+from services.keys.config import Settings as KeysSettings
+from services.keys.directory.importer import import_directory, load
+from shared.kafka import ensure_topics
+from shared.migrate import migrate_all
+from tests.fixtures.processes import ROOT, ServiceProcess, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+JWT_SECRET = "e2e-gateway-jwt-secret-0123456789abcdef"
+SESSION_SECRET = "e2e-gateway-session-secret-0123456789abcdef"
+ISSUER = "https://idp.e2e.test"
+AUDIENCE = "keyward-console"
+THRESHOLDS = "400d,30d,14d,7d,3d,1d"
+HAS_NOTIFIER = (ROOT / "services/notifier/__main__.py").exists()
+
+
+@dataclass
+class Stack:
+    url: str
+    database_url: str
+    has_notifier: bool
+    organizations: dict[str, str]
+
+    def token(self, username: str) -> str:
+        now = int(time.time())
+        claims = {"sub": username, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600}
+        return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+
+    def api(self, username: str) -> httpx.AsyncClient:
+        """The gateway's API as a script calls it: a bearer JWT, no cookie, no CSRF token."""
+        headers = {"Authorization": f"Bearer {self.token(username)}"}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+
+
+class _Accept:
+    async def handle_DATA(self, server, session, envelope):
+        return "250 accepted"
+
+
+def _thresholds_env() -> str:
+    """`400d,30d,...`, or its JSON form if the keys service's settings only parse that from the environment."""
+    saved = os.environ.get("EXPIRY_NOTICE_THRESHOLDS")
+    os.environ["EXPIRY_NOTICE_THRESHOLDS"] = THRESHOLDS
+    try:
+        KeysSettings()  # type: ignore[call-arg]
+        return THRESHOLDS
+    except SettingsError:
+        return json.dumps(THRESHOLDS.split(","))
+    finally:
+        if saved is None:
+            del os.environ["EXPIRY_NOTICE_THRESHOLDS"]
+        else:
+            os.environ["EXPIRY_NOTICE_THRESHOLDS"] = saved
+
+
+@pytest.fixture(scope="session")
+async def stack() -> AsyncIterator[Stack]:
+    base = os.environ["DATABASE_URL"]
+    name = f"kw_e2e_{uuid4().hex[:10]}"
+    admin = await asyncpg.connect(base)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    database_url = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+    processes: list[ServiceProcess] = []
+    smtp = Controller(_Accept(), hostname="127.0.0.1", port=free_port(), server_hostname="e2e-sink")
+    smtp.start()
+    try:
+        await migrate_all(database_url, [])
+        conn = await asyncpg.connect(database_url)
+        try:
+            await import_directory(conn, load(ROOT / "deploy/local/demo-directory.yaml"))
+            organizations = {
+                r["name"]: str(r["id"]) for r in await conn.fetch("SELECT id, name FROM keys.organizations")
+            }
+        finally:
+            await conn.close()
+        topic = f"apikeys.lifecycle.e2e-{uuid4().hex[:10]}"
+        await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {topic: 3, f"{topic}.dlq": 1})
+        common = {"DATABASE_URL": database_url, "KAFKA_TOPIC": topic}
+        keys = ServiceProcess(
+            "keys", common | {"EXPIRY_NOTICE_THRESHOLDS": _thresholds_env(), "EXPIRY_WATCH_INTERVAL": "1s"}
+        )
+        processes.append(await keys.start())
+        gateway = ServiceProcess("gateway", {})
+        notifier_url = f"http://127.0.0.1:{free_port()}"
+        if HAS_NOTIFIER:
+            notifier = ServiceProcess(
+                "notifier",
+                common
+                | {
+                    "KEYS_URL": keys.url,
+                    "SMTP_HOST": "127.0.0.1",
+                    "SMTP_PORT": str(smtp.port),
+                    "CONSOLE_URL": gateway.url,
+                    "NOTIFIER_CONSUMER_GROUP": f"notifier-e2e-{uuid4().hex[:8]}",
+                    "SENDER_POLL_INTERVAL": "1s",
+                },
+            )
+            processes.append(await notifier.start())
+            notifier_url = notifier.url
+        gateway.env.update(
+            common
+            | {
+                "KEYS_URL": keys.url,
+                "NOTIFIER_URL": notifier_url,
+                "AUTH_MODE": "dev",
+                "AUTH_JWT_SECRET": JWT_SECRET,
+                "AUTH_ISSUER": ISSUER,
+                "AUTH_AUDIENCE": AUDIENCE,
+                "SESSION_SECRET": SESSION_SECRET,
+            }
+        )
+        processes.append(await gateway.start())
+        await _wait_until_live(gateway)
+        yield Stack(gateway.url, database_url, HAS_NOTIFIER, organizations)
+    finally:
+        for process in reversed(processes):
+            await process.stop()
+        smtp.stop()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def _wait_until_live(gateway: ServiceProcess) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        for _ in range(150):
+            if (await client.get("/readyz")).json()["checks"].get("live_events") == "ok":
+                return
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"the gateway's live-event consumer never got ready: {gateway.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run tests/e2e/install-chromium.sh")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def context(browser: Browser, stack: Stack) -> AsyncIterator[BrowserContext]:
+    ctx = await browser.new_context(base_url=stack.url, viewport={"width": 1280, "height": 860}, accept_downloads=True)
+    ctx.set_default_timeout(10_000)
+    yield ctx
+    await ctx.close()
+
+
+async def sign_in(context: BrowserContext, username: str) -> Page:
+    """Signs in through the development sign-in page and lands on the API Key page."""
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.errors = errors  # type: ignore[attr-defined]
+    await page.goto("/keys")
+    await page.get_by_role("button", name=f"Sign in as {username}", exact=True).click()
+    await page.wait_for_url("**/keys")
+    await page.locator("#keys-table[aria-busy=false]").wait_for(state="attached")
+    return page
+
+
+@pytest.fixture
+async def new_context(browser: Browser, stack: Stack) -> AsyncIterator[Callable[..., Awaitable[BrowserContext]]]:
+    """More browsers (a second administrator, a second window), each with cookies of its own."""
+    made: list[BrowserContext] = []
+
+    async def make(**options: Any) -> BrowserContext:
+        options = {"viewport": {"width": 1280, "height": 860}} | options
+        ctx = await browser.new_context(base_url=stack.url, **options)
+        ctx.set_default_timeout(10_000)
+        made.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in made:
+        await ctx.close()

@@ -1,0 +1,211 @@
+"""The gateway's JSON API: every call, its errors and its answers."""
+
+import csv
+import io
+from uuid import uuid4
+
+import asyncpg
+import httpx
+
+from tests.fixtures.directory import Tenant, create_admin
+from tests.fixtures.random_refs import key_name, org_name, username
+from tests.integration.gateway.conftest import bearer
+
+
+async def create(gateway: httpx.AsyncClient, admin: str, org_id: object, name: str | None = None) -> dict:
+    response = await gateway.post(
+        "/api/v1/keys", json={"name": name or key_name(), "organization_id": str(org_id)}, headers=bearer(admin)
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_creating_a_key_answers_201_with_the_full_key_and_its_display(gateway: httpx.AsyncClient, tenant: Tenant):
+    body = await create(gateway, tenant.admins[0], tenant.orgs["org-1"], "Front desk")
+    assert body["key"].startswith("kwk_")
+    assert body["key_display"] == f"{body['key'][:8]}…{body['key'][-4:]}"
+    assert body["organization_id"] == str(tenant.orgs["org-1"])
+    assert body["created_by"] == tenant.admins[0]
+
+
+async def test_the_list_is_searched_sorted_and_paged_by_cursor(gateway: httpx.AsyncClient, tenant: Tenant):
+    admin = tenant.admins[0]
+    for name in ("Bravo desk", "alpha desk", "Charlie phone"):
+        await create(gateway, admin, tenant.orgs["org-2"], name)
+    query = {"organization_id": str(tenant.orgs["org-2"]), "limit": "2"}
+    first = (await gateway.get("/api/v1/keys", params=query, headers=bearer(admin))).json()
+    assert [k["name"] for k in first["items"]] == ["alpha desk", "Bravo desk"]
+    assert first["total"] == 3
+    assert all("key" not in k and "…" in k["key_display"] for k in first["items"])
+    second = await gateway.get("/api/v1/keys", params=query | {"cursor": first["next_cursor"]}, headers=bearer(admin))
+    assert [k["name"] for k in second.json()["items"]] == ["Charlie phone"]
+    assert second.json()["next_cursor"] is None
+    found = await gateway.get(
+        "/api/v1/keys", params=query | {"q": "DESK", "sort": "name", "order": "desc"}, headers=bearer(admin)
+    )
+    assert [k["name"] for k in found.json()["items"]] == ["Bravo desk", "alpha desk"]
+    assert found.headers["cache-control"] == "no-store"
+
+
+async def test_bad_input_gets_a_4xx_with_the_error_shape_never_a_500(gateway: httpx.AsyncClient, tenant: Tenant):
+    headers = bearer(tenant.admins[0])
+    org = str(tenant.id)
+    taken = await create(gateway, tenant.admins[0], org)
+    cases = [
+        (400, "POST", "/api/v1/keys", {"content": b"{nope", "headers": {"Content-Type": "application/json"}}),
+        (422, "POST", "/api/v1/keys", {"json": {"organization_id": org}}),
+        (422, "POST", "/api/v1/keys", {"json": {"name": "", "organization_id": org}}),
+        (422, "POST", "/api/v1/keys", {"json": {"name": "x", "organization_id": org, "extra": 1}}),
+        (422, "POST", "/api/v1/keys", {"json": {"name": "x", "organization_id": "not-a-uuid"}}),
+        (409, "POST", "/api/v1/keys", {"json": {"name": taken["name"], "organization_id": org}}),
+        (413, "POST", "/api/v1/keys", {"json": {"name": "x" * 100_000, "organization_id": org}}),
+        (422, "GET", "/api/v1/keys?sort=password", {}),
+        (422, "GET", "/api/v1/keys?limit=100000", {}),
+        (400, "GET", "/api/v1/keys?cursor=garbage", {}),
+        (422, "GET", "/api/v1/keys/not-a-uuid", {}),
+        (404, "GET", f"/api/v1/keys/{uuid4()}", {}),
+        (404, "PATCH", f"/api/v1/keys/{uuid4()}", {"json": {"name": "x"}}),
+        (422, "PATCH", f"/api/v1/keys/{taken['id']}", {"json": {"name": "a\nb"}}),
+        (404, "DELETE", f"/api/v1/keys/{uuid4()}", {}),
+        (422, "POST", "/api/v1/keys/bulk-delete", {"json": {"ids": []}}),
+        (404, "GET", f"/api/v1/keys/export.csv?organization_id={uuid4()}", {}),
+        (422, "POST", "/api/v1/organizations", {"json": {"name": "x"}}),
+        (422, "POST", "/api/v1/administrators", {"json": {"username": "x"}}),
+    ]
+    for status, method, url, kwargs in cases:
+        extra_headers = kwargs.pop("headers", {})
+        response = await gateway.request(method, url, headers=headers | extra_headers, **kwargs)
+        assert response.status_code == status, (method, url, response.text)
+        assert set(response.json()["error"]) >= {"code", "message"}, response.text
+
+
+async def test_one_key_comes_with_its_full_key_and_notices_unavailable_when_the_notifier_is_down(
+    gateway: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+):
+    created = await create(gateway, tenant.admins[0], tenant.id)
+    response = await gateway.get(f"/api/v1/keys/{created['id']}", headers=bearer(tenant.admins[0]))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["key"] == created["key"]
+    assert body["notices_unavailable"] is True
+    assert "notices" not in body
+    assert response.headers["cache-control"] == "no-store"
+    reveals = await pool.fetchval(
+        "SELECT count(*) FROM keys.audit_log WHERE key_id = $1 AND action = 'reveal'", created["id"]
+    )
+    assert reveals == 1
+
+
+async def test_one_key_carries_its_notice_history_from_the_notifier(make_gateway, stub, tenant: Tenant):
+    async with make_gateway(notifier_url=stub.url) as gw:
+        created = await create(gw, tenant.admins[0], tenant.id)
+        notice = {
+            "threshold_seconds": 2592000,
+            "recipient": "a@example.com",
+            "status": "sent",
+            "sent_at": "2026-01-01T00:00:00Z",
+            "internal": "not passed on",
+        }
+        stub.routes[f"/v1/keys/{created['id']}/notices"] = (200, [notice])
+        body = (await gw.get(f"/api/v1/keys/{created['id']}", headers=bearer(tenant.admins[0]))).json()
+        assert body["notices"] == [{k: v for k, v in notice.items() if k != "internal"}]
+        assert "notices_unavailable" not in body
+        _path, headers = next(r for r in stub.requests if r[0].endswith(f"{created['id']}/notices"))
+        assert headers["Authorization"].startswith("Bearer ")
+
+
+async def test_renaming_and_deleting_a_key(gateway: httpx.AsyncClient, tenant: Tenant):
+    headers = bearer(tenant.admins[0])
+    created = await create(gateway, tenant.admins[0], tenant.id)
+    renamed = await gateway.patch(f"/api/v1/keys/{created['id']}", json={"name": "Renamed desk"}, headers=headers)
+    assert renamed.status_code == 200
+    assert renamed.json()["name"] == "Renamed desk"
+    assert "key" not in renamed.json()
+    assert (await gateway.delete(f"/api/v1/keys/{created['id']}", headers=headers)).status_code == 204
+    assert (await gateway.get(f"/api/v1/keys/{created['id']}", headers=headers)).status_code == 404
+
+
+async def test_bulk_delete_removes_all_or_nothing(gateway: httpx.AsyncClient, tenant: Tenant):
+    headers = bearer(tenant.admins[0])
+    ids = [(await create(gateway, tenant.admins[0], tenant.id))["id"] for _ in range(3)]
+    missing = await gateway.post("/api/v1/keys/bulk-delete", json={"ids": [*ids, str(uuid4())]}, headers=headers)
+    assert missing.status_code == 404
+    for key_id in ids:
+        assert (await gateway.get(f"/api/v1/keys/{key_id}", headers=headers)).status_code == 200
+    deleted = await gateway.post("/api/v1/keys/bulk-delete", json={"ids": ids}, headers=headers)
+    assert deleted.status_code == 200
+    assert sorted(deleted.json()["deleted"]) == sorted(ids)
+
+
+async def test_the_export_streams_every_key_of_the_filter_with_the_full_key(gateway: httpx.AsyncClient, tenant: Tenant):
+    admin = tenant.admins[0]
+    inside = [await create(gateway, admin, tenant.orgs["org-1"], f"export {i}") for i in range(3)]
+    await create(gateway, admin, tenant.id, "export elsewhere")
+    params = {"organization_id": str(tenant.orgs["org-1"]), "q": "export"}
+    async with gateway.stream("GET", "/api/v1/keys/export.csv", params=params, headers=bearer(admin)) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/csv")
+        assert "attachment" in response.headers["content-disposition"]
+        text = (await response.aread()).decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert {r["name"]: r["key"] for r in rows} == {k["name"]: k["key"] for k in inside}
+
+
+async def test_organizations_come_as_the_tree_the_caller_can_see(gateway: httpx.AsyncClient, tenant: Tenant, world):
+    tree = (await gateway.get("/api/v1/organizations", headers=bearer(tenant.admins[0]))).json()
+    assert [n["id"] for n in tree] == [str(tenant.id)]
+    assert [c["id"] for c in tree[0]["children"]] == [str(tenant.orgs["org-1"])]
+    assert [c["id"] for c in tree[0]["children"][0]["children"]] == [str(tenant.orgs["org-2"])]
+    system = (await gateway.get("/api/v1/organizations", headers=bearer(world.system_admin))).json()
+    assert [n["id"] for n in system] == [str(world.root_id)]
+    assert str(tenant.id) in {c["id"] for c in system[0]["children"]}
+
+
+async def test_creating_organizations_and_administrators_within_reach(
+    gateway: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+):
+    headers = bearer(tenant.admins[0])
+    org = await gateway.post(
+        "/api/v1/organizations", json={"name": org_name(), "parent_id": str(tenant.id)}, headers=headers
+    )
+    assert org.status_code == 201, org.text
+    assert org.json()["parent_id"] == str(tenant.id)
+    outside = await gateway.post(
+        "/api/v1/organizations", json={"name": org_name(), "parent_id": str(other_tenant.id)}, headers=headers
+    )
+    assert outside.status_code == 404
+    user = username("new")
+    admin = {
+        "username": user,
+        "email": f"{user}@example.com",
+        "display_name": "New Admin",
+        "level": "tenant",
+        "organization_id": org.json()["id"],
+    }
+    created = await gateway.post("/api/v1/administrators", json=admin, headers=headers)
+    assert created.status_code == 201, created.text
+    assert (await gateway.post("/api/v1/administrators", json=admin, headers=headers)).status_code == 409
+    assert (await gateway.get("/api/v1/me", headers=bearer(user))).json()["organization_id"] == org.json()["id"]
+
+
+async def test_only_customer_administrators_manage_keys(gateway: httpx.AsyncClient, tenant: Tenant, pool):
+    async with pool.acquire() as conn:
+        viewer = await create_admin(conn, tenant.id, role="administrator")
+    response = await gateway.get("/api/v1/keys", headers=bearer(viewer))
+    assert response.status_code == 403
+    created = await gateway.post(
+        "/api/v1/keys", json={"name": "x", "organization_id": str(tenant.id)}, headers=bearer(viewer)
+    )
+    assert created.status_code == 403
+
+
+async def test_a_keys_service_that_does_not_answer_is_a_503(make_gateway, tenant: Tenant):
+    from tests.fixtures.processes import free_port
+
+    async with make_gateway(keys_url=f"http://127.0.0.1:{free_port()}") as gw:
+        response = await gw.get("/api/v1/keys", headers=bearer(tenant.admins[0]))
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "unavailable"
+        ready = await gw.get("/readyz")
+        assert ready.status_code == 503
+        assert (await gw.get("/healthz")).status_code == 200
