@@ -12,4 +12,8 @@ OLDEST_EXPIRED_AGE = Gauge(
     "keyward_reaper_oldest_expired_key_age_seconds",
     "How long ago the oldest expired key still present expired (0 when none); alert when above REAPER_INTERVAL",
 )
-LAST_SUCCESS = Gauge("keyward_reaper_last_success_timestamp_seconds", "When a pass last finished with nothing left")
+LAST_SUCCESS = Gauge(
+    "keyward_reaper_last_success_timestamp_seconds",
+    "When a pass last finished: every key expired at its start was deleted",
+)
+NEXT_WAKE = Gauge("keyward_reaper_next_wake_timestamp_seconds", "When the reaper plans its next pass")

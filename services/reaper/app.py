@@ -1,0 +1,90 @@
+"""The reaper: app factory and lifespan. The event consumer and the reaping loop start and stop here."""
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from services.reaper.client import KeysClient
+from services.reaper.config import Settings
+from services.reaper.handlers import HandlerContext, dispatcher
+from services.reaper.metrics import OLDEST_EXPIRED_AGE
+from services.reaper.repository import Schedule
+from services.reaper.service import Reaper
+from shared.auth import parse_service_tokens
+from shared.consumer import EventConsumer
+from shared.db import create_pool
+from shared.logging import configure_logging
+from shared.observability import instrument, tcp_reachable
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_WAIT_SECONDS = 2.0
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        cfg = settings or Settings()  # type: ignore[call-arg]
+        configure_logging(cfg.log_level, cfg.log_format)
+        # httpx logs every request at INFO: two a second per replica here.
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+        tokens = parse_service_tokens(cfg.service_tokens)
+        if cfg.reaper_service_name not in tokens:
+            raise RuntimeError(f"SERVICE_TOKENS has no entry for {cfg.reaper_service_name!r} (REAPER_SERVICE_NAME)")
+        pool = await create_pool(cfg.database_url, min_size=1, max_size=cfg.db_pool_size)
+        keys = KeysClient(cfg.keys_url, tokens[cfg.reaper_service_name], cfg.keys_timeout.total_seconds())
+        schedule = Schedule(pool)
+        reaper = Reaper(
+            keys,
+            schedule,
+            interval=cfg.reaper_interval,
+            batch_size=cfg.reaper_batch_size,
+            concurrency=cfg.reaper_concurrency,
+        )
+        OLDEST_EXPIRED_AGE.set_function(reaper.oldest_expired_age)
+        consumer = EventConsumer(
+            bootstrap=cfg.kafka_bootstrap_servers,
+            topic=cfg.kafka_topic,
+            group_id=cfg.reaper_consumer_group,
+            client_id=f"reaper-{socket.gethostname()}-{os.getpid()}",
+            handle=dispatcher(HandlerContext(schedule, reaper)),
+        )
+        app.state.settings, app.state.pool, app.state.keys, app.state.reaper = cfg, pool, keys, reaper
+        tasks = [
+            asyncio.create_task(reaper.run(), name="reaper"),
+            asyncio.create_task(consumer.run(), name="reaper-consumer"),
+        ]
+        log.info("reaper ready on port %d, keys service at %s", cfg.port, cfg.keys_url)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            # Leaving the consumer group waits for a rebalance to end, which a replica that died without
+            # leaving can hold up for its whole session timeout; offsets are committed after each event, so
+            # there is nothing to lose by not waiting that long.
+            _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_SECONDS)
+            if pending:
+                log.warning("stopping without waiting for: %s", ", ".join(t.get_name() for t in pending))
+            await keys.close()
+            await pool.close()
+
+    app = FastAPI(title="Keyward reaper", version="1", lifespan=lifespan)
+
+    async def database() -> None:
+        await app.state.pool.fetchval("SELECT 1")
+
+    async def keys_service() -> None:
+        await app.state.keys.ping()
+
+    async def kafka() -> None:
+        await tcp_reachable(app.state.settings.kafka_bootstrap_servers)
+
+    # Kafka only sharpens the timing (the schedule); without it each pass still finds every expired key.
+    instrument(app, "reaper", {"database": database, "keys": keys_service}, informational={"kafka": kafka})
+    return app

@@ -1,0 +1,172 @@
+"""The reaper's loop: sleep until the next key expires (REAPER_INTERVAL at most), then have the keys service
+delete every expired key, batch after batch, and plan the next wake-up.
+
+Three sources say when to wake, the earliest wins: the schedule kept from the lifecycle events, the keys
+service's own `next_expiry_at` (which also covers keys whose events were missed), and REAPER_INTERVAL as the
+bound. Each pass asks the keys service whether any expired key is left, so a missed event can delay a
+deletion by one interval at most, never forever. All times are on the keys service's clock (`now` from
+expiry-status, advanced by the local monotonic clock), so clock skew between hosts does not matter.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from services.reaper.metrics import BATCHES, KEYS_REAPED, LAST_SUCCESS, NEXT_WAKE, PASS_DURATION, PASS_FAILURES
+from services.reaper.schemas import ExpiryStatus, ReapResult
+
+log = logging.getLogger(__name__)
+
+# After a pass that left an expired key behind (another replica holds it, or it expired meanwhile), wait
+# this long before the next one rather than spin.
+MIN_PAUSE = timedelta(milliseconds=50)
+
+
+class KeysApi(Protocol):
+    async def reap(self, limit: int) -> ReapResult: ...
+    async def expiry_status(self) -> ExpiryStatus: ...
+
+
+class ScheduleStore(Protocol):
+    async def next_expiry(self) -> datetime | None: ...
+    async def forget_until(self, until: datetime) -> int: ...
+
+
+class Reaper:
+    def __init__(
+        self,
+        keys: KeysApi,
+        schedule: ScheduleStore,
+        *,
+        interval: timedelta,
+        batch_size: int,
+        concurrency: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.keys = keys
+        self.schedule = schedule
+        self.interval = interval
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.clock = clock
+        self._status: ExpiryStatus | None = None
+        self._status_seen = 0.0
+        self._wake = asyncio.Event()
+        self._wake_at: datetime | None = None
+        self._hint: datetime | None = None
+
+    def now(self) -> datetime | None:
+        """The keys service's clock, as of the last expiry status plus the time elapsed here since."""
+        if self._status is None:
+            return None
+        return self._status.now + timedelta(seconds=self.clock() - self._status_seen)
+
+    def expiry_known(self, expires_at: datetime) -> None:
+        """A key expires at `expires_at`: wake earlier than planned if that comes first.
+
+        An expiry the last pass had already reached (an old event replayed, say) needs no wake-up: that pass
+        saw the key, if it was still there, in its status.
+        """
+        if self._status is not None and expires_at <= self._status.now:
+            return
+        if self._wake_at is None or expires_at < self._wake_at:
+            self._hint = expires_at if self._hint is None else min(self._hint, expires_at)
+            self._wake.set()
+
+    def oldest_expired_age(self) -> float:
+        """Seconds since the oldest key still present expired, from the last status; it keeps growing while
+        the keys service cannot be reached, since no one else deletes expired keys."""
+        now, status = self.now(), self._status
+        if now is None or status is None:
+            return 0.0
+        known = [t for t in (status.oldest_expired_at, status.next_expiry_at) if t is not None]
+        return max(0.0, (now - min(known)).total_seconds()) if known else 0.0
+
+    async def run(self) -> None:
+        """Runs until cancelled; a failed pass is retried with backoff, never longer apart than the interval."""
+        failures = 0
+        while True:
+            try:
+                wake_at = await self.run_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                PASS_FAILURES.inc()
+                delay = min(self.interval.total_seconds(), 0.25 * 2 ** min(failures, 10))
+                log.warning("reaper pass failed (%d in a row), retrying in %.2fs: %s", failures, delay, exc)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            await self.sleep_until(wake_at)
+
+    async def run_pass(self) -> datetime:
+        """Reaps every expired key; answers when to wake next."""
+        started = self.clock()
+        self._wake_at = None  # any expiry learnt from now on counts for the next wake-up
+        status = self._observe(await self.keys.expiry_status())
+        began = status.now
+        if status.oldest_expired_at is not None:
+            reaped = await self.reap_all()
+            status = self._observe(await self.keys.expiry_status())
+            if reaped:
+                log.info("reaped %d expired key(s) in %.3fs", reaped, self.clock() - started)
+        # The schedule only plans wake-ups, so entries due by the start of this pass can go: a key that is
+        # still there (another replica or the expiry watcher had it locked) shows in `status` instead, and
+        # brings the next pass forward.
+        await self.schedule.forget_until(began)
+        LAST_SUCCESS.set_to_current_time()
+        PASS_DURATION.observe(self.clock() - started)
+        return self.plan(status, await self.schedule.next_expiry())
+
+    def plan(self, status: ExpiryStatus, scheduled: datetime | None) -> datetime:
+        """The next wake-up: the first known expiry, no later than one interval from now."""
+        candidates = [status.now + self.interval]
+        candidates += [t for t in (scheduled, status.next_expiry_at, status.oldest_expired_at) if t is not None]
+        return max(min(candidates), status.now + MIN_PAUSE) if status.oldest_expired_at else min(candidates)
+
+    async def reap_all(self) -> int:
+        """One batch; while batches come back full, `concurrency` callers drain the rest side by side."""
+        first = await self._reap_batch()
+        if not first.more:
+            return first.deleted
+        async with asyncio.TaskGroup() as group:
+            drains = [group.create_task(self._drain()) for _ in range(self.concurrency)]
+        return first.deleted + sum(d.result() for d in drains)
+
+    async def sleep_until(self, wake_at: datetime) -> None:
+        while True:
+            if self._hint is not None:
+                wake_at, self._hint = min(wake_at, self._hint), None
+            now = self.now()
+            delay = (wake_at - now).total_seconds() if now is not None else 0.0
+            if delay <= 0:
+                return
+            self._wake_at = wake_at
+            NEXT_WAKE.set(wake_at.timestamp())
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                return
+
+    async def _drain(self) -> int:
+        total = 0
+        while True:
+            result = await self._reap_batch()
+            total += result.deleted
+            if not result.more:
+                return total
+
+    async def _reap_batch(self) -> ReapResult:
+        result = await self.keys.reap(self.batch_size)
+        BATCHES.inc()
+        KEYS_REAPED.inc(result.deleted)
+        return result
+
+    def _observe(self, status: ExpiryStatus) -> ExpiryStatus:
+        self._status, self._status_seen = status, self.clock()
+        return status

@@ -1,0 +1,150 @@
+"""One reaper beside the keys service: expired keys go within REAPER_INTERVAL (1s here), once each."""
+
+import asyncio
+import time
+from uuid import UUID
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.fixtures.directory import Tenant
+from tests.fixtures.processes import ServiceProcess
+from tests.fixtures.random_refs import key_name
+from tests.integration.reaper.conftest import (
+    StartReaper,
+    deletions,
+    lateness,
+    metric,
+    remaining,
+    wait_until_gone,
+)
+
+INTERVAL = 1.0
+# Room for a loaded 2-core test machine (lateness is read from the database's own timestamps, so the test
+# process being slow does not count); the figures measured are printed with -s.
+SLACK = 1.0
+
+
+@pytest.fixture(scope="module")
+async def reaper(start_reaper: StartReaper) -> ServiceProcess:
+    return await start_reaper()
+
+
+async def create_key(as_admin, tenant: Tenant) -> dict:
+    response = await as_admin(tenant.admins[0]).post(
+        "/v1/keys", json={"name": key_name(), "organization_id": str(tenant.orgs["org-1"])}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_keys_expiring_at_staggered_times_are_each_deleted_within_the_interval_once(
+    reaper, as_admin, tenant: Tenant, pool: asyncpg.Pool, event_log
+):
+    keys = [await create_key(as_admin, tenant) for _ in range(5)]
+    ids = [UUID(k["id"]) for k in keys]
+    # 0.7s apart: a 1s poll alone would miss most of them by more than the gap.
+    for n, key_id in enumerate(ids, start=1):
+        await pool.execute(
+            "UPDATE keys.api_keys SET expires_at = now() + interval '0.7 seconds' * $2 WHERE id = $1", key_id, n
+        )
+    await wait_until_gone(pool, ids, timeout=15)
+    rows = await deletions(pool, ids)
+    assert sorted(r["key_id"] for r in rows) == sorted(ids)
+    assert {(r["actor"], r["details"]["reason"]) for r in rows} == {("system", "expired")}
+    late = lateness(rows)
+    print(f"staggered keys deleted {[round(s, 3) for s in sorted(late)]}s after expiry")
+    assert all(0 <= s <= INTERVAL + SLACK for s in late), late
+
+    def deleted_events(events):
+        return [e for e in events if e.type == "io.keyward.apikey.deleted.v1" and e.subject in {str(i) for i in ids}]
+
+    await event_log.wait_for(lambda events: len(deleted_events(events)) >= len(ids))
+    await asyncio.sleep(1)  # a duplicate would arrive meanwhile
+    for key_id in ids:
+        events = [e for e in event_log.about(key_id) if e.type == "io.keyward.apikey.deleted.v1"]
+        assert len(events) == 1, events
+        assert (events[0].data.reason, events[0].data.deleted_by) == ("expired", "system")
+
+
+async def test_keys_inserted_without_any_event_are_still_deleted_within_the_interval(
+    reaper, bulk_keys, pool: asyncpg.Pool
+):
+    inserted_at = await pool.fetchval("SELECT now()")
+    already = await bulk_keys(20, expires_in=-3600)
+    soon = await bulk_keys(20, expires_in=1.0, step=0.05)
+    await wait_until_gone(pool, already + soon, timeout=10)
+    took = [(r["at"] - inserted_at).total_seconds() for r in await deletions(pool, already)]
+    print(f"keys inserted already expired were deleted {max(took):.3f}s after their insertion")
+    assert len(took) == len(already) and max(took) <= INTERVAL + SLACK
+    late = lateness(await deletions(pool, soon))
+    print(f"keys with no created event deleted {min(late):.3f}..{max(late):.3f}s after expiry")
+    assert len(late) == len(soon) and all(0 <= s <= INTERVAL + SLACK for s in late), late
+    # They were never in the schedule: the reconcile pass (expiry-status) found them.
+    assert await pool.fetchval("SELECT count(*) FROM reaper.schedule WHERE key_id = ANY($1)", already + soon) == 0
+
+
+async def test_the_schedule_follows_created_and_deleted_events(reaper, as_admin, tenant: Tenant, pool: asyncpg.Pool):
+    key = await create_key(as_admin, tenant)
+
+    async def scheduled():
+        return await pool.fetchval("SELECT expires_at FROM reaper.schedule WHERE key_id = $1", UUID(key["id"]))
+
+    for _ in range(200):
+        if await scheduled() is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert (await scheduled()).isoformat() == key["expires_at"].replace("Z", "+00:00")
+    response = await as_admin(tenant.admins[0]).delete(f"/v1/keys/{key['id']}")
+    assert response.status_code == 204
+    for _ in range(200):
+        if await scheduled() is None:
+            break
+        await asyncio.sleep(0.05)
+    assert await scheduled() is None
+
+
+async def test_a_reaped_key_is_gone_and_only_its_audit_remembers_that_it_existed(
+    reaper, as_admin, tenant: Tenant, pool: asyncpg.Pool
+):
+    key = await create_key(as_admin, tenant)
+    key_id = UUID(key["id"])
+    secret = await pool.fetchrow("SELECT digest, ciphertext FROM keys.api_keys WHERE id = $1", key_id)
+    await pool.execute("UPDATE keys.api_keys SET expires_at = now() + interval '0.2 seconds' WHERE id = $1", key_id)
+    await wait_until_gone(pool, [key_id], timeout=5)
+
+    [audit] = await deletions(pool, [key_id])
+    assert (audit["key_name"], str(audit["organization_id"])) == (key["name"], key["organization_id"])
+    assert audit["details"]["created_at"] and audit["details"]["expires_at"]
+    assert audit["details"]["reason"] == "expired"
+    # Nothing in any table of the database holds the key, its digest or its ciphertext any more.
+    # (bytea columns print as hex, so the key's own bytes are looked for in hex too.)
+    traces = [key["key"], key["key"].encode().hex(), secret["digest"].hex(), secret["ciphertext"].hex()]
+    tables = await pool.fetch(
+        "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+    )
+    assert {(t["schemaname"], t["tablename"]) for t in tables} >= {("keys", "api_keys"), ("keys", "audit_log")}
+    for table in tables:
+        found = await pool.fetchval(
+            f'SELECT count(*) FROM "{table["schemaname"]}"."{table["tablename"]}" t '
+            "WHERE EXISTS (SELECT 1 FROM unnest($1::text[]) s WHERE strpos(t::text, s) > 0)",
+            traces,
+        )
+        assert found == 0, f"{table['schemaname']}.{table['tablename']} still holds a trace of the key"
+    assert await remaining(pool, [key_id]) == 0
+
+
+async def test_the_reaper_reports_health_readiness_and_its_figures(reaper, bulk_keys, pool: asyncpg.Pool):
+    before = await metric(reaper, "keyward_reaper_keys_reaped_total")
+    ids = await bulk_keys(7)
+    await wait_until_gone(pool, ids, timeout=5)
+    async with httpx.AsyncClient(base_url=reaper.url) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"database": "ok", "keys": "ok", "kafka": "ok"}
+    await asyncio.sleep(0.2)  # the counter is bumped once the answer is read
+    assert await metric(reaper, "keyward_reaper_keys_reaped_total") >= before + 7
+    assert await metric(reaper, "keyward_reaper_oldest_expired_key_age_seconds") < INTERVAL + SLACK
+    assert time.time() - await metric(reaper, "keyward_reaper_last_success_timestamp_seconds") < 5

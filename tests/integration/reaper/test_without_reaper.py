@@ -1,0 +1,48 @@
+"""Expiry holds without the reaper: verify refuses an expired key at once, and the figures show the backlog."""
+
+import asyncio
+import time
+from uuid import UUID
+
+import asyncpg
+import httpx
+
+from tests.fixtures.directory import Tenant
+from tests.fixtures.processes import ServiceProcess
+from tests.integration.reaper.conftest import StartReaper, metric, remaining
+from tests.integration.reaper.test_reaping import create_key
+
+
+async def test_verify_answers_invalid_for_an_expired_key_while_no_reaper_runs(
+    keys_server: ServiceProcess, as_admin, tenant: Tenant, pool: asyncpg.Pool, voice_token: str
+):
+    key = await create_key(as_admin, tenant)
+    async with httpx.AsyncClient(base_url=keys_server.url, headers={"Authorization": f"Bearer {voice_token}"}) as c:
+        assert (await c.post("/v1/keys/verify", json={"key": key["key"]})).json()["valid"] is True
+        await pool.execute(
+            "UPDATE keys.api_keys SET created_at = now() - interval '1 day', expires_at = now() - interval '1 second'"
+            " WHERE id = $1",
+            UUID(key["id"]),
+        )
+        answer = await c.post("/v1/keys/verify", json={"key": key["key"]})
+    assert answer.status_code == 200
+    assert answer.json() == {"valid": False}
+    assert await remaining(pool, [UUID(key["id"])]) == 1, "the key should still be there: no reaper runs"
+
+
+async def test_a_reaper_that_may_not_delete_reports_the_growing_age_of_the_oldest_expired_key(
+    start_reaper: StartReaper, bulk_keys, pool: asyncpg.Pool
+):
+    ids = await bulk_keys(1, expires_in=-5)
+    # Its token is a real one, but not of a service the keys service lets delete expired keys.
+    reaper = await start_reaper(reaper_service_name="voice")
+    await asyncio.sleep(1.5)
+    assert await metric(reaper, "keyward_reaper_pass_failures_total") >= 1
+    assert await metric(reaper, "keyward_reaper_last_success_timestamp_seconds") == 0
+    assert await remaining(pool, ids) == 1
+    first = await metric(reaper, "keyward_reaper_oldest_expired_key_age_seconds")
+    assert first >= 6
+    started = time.monotonic()
+    await asyncio.sleep(1)
+    later = await metric(reaper, "keyward_reaper_oldest_expired_key_age_seconds")
+    assert later >= first + (time.monotonic() - started) - 0.1

@@ -1,0 +1,162 @@
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.reaper.schemas import ExpiryStatus, ReapResult
+from services.reaper.service import MIN_PAUSE, Reaper
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+INTERVAL = timedelta(seconds=60)
+
+
+class FakeKeys:
+    def __init__(self, statuses: list[ExpiryStatus], batches: list[int], limit: int = 10) -> None:
+        self.statuses = statuses
+        self.batches = batches
+        self.limit = limit
+        self.reap_calls = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def expiry_status(self) -> ExpiryStatus:
+        return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+
+    async def reap(self, limit: int) -> ReapResult:
+        self.reap_calls += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0.001)
+        self.in_flight -= 1
+        deleted = self.batches.pop(0) if self.batches else 0
+        if deleted < 0:
+            raise RuntimeError("keys service answered 503")
+        return ReapResult(deleted=deleted, more=deleted == limit)
+
+
+class FakeSchedule:
+    def __init__(self, next_expiry: datetime | None = None) -> None:
+        self.next = next_expiry
+        self.forgotten_until: list[datetime] = []
+
+    async def next_expiry(self) -> datetime | None:
+        return self.next
+
+    async def forget_until(self, until: datetime) -> int:
+        self.forgotten_until.append(until)
+        return 0
+
+
+def status(oldest: datetime | None = None, upcoming: datetime | None = None, now: datetime = T0) -> ExpiryStatus:
+    return ExpiryStatus(oldest_expired_at=oldest, next_expiry_at=upcoming, now=now)
+
+
+def reaper(keys: FakeKeys, schedule: FakeSchedule | None = None, **kwargs) -> Reaper:
+    options = {"interval": INTERVAL, "batch_size": keys.limit, "concurrency": 3} | kwargs
+    return Reaper(keys, schedule or FakeSchedule(), **options)
+
+
+def test_the_next_wake_is_the_first_known_expiry_but_never_later_than_the_interval():
+    r = reaper(FakeKeys([status()], []))
+    assert r.plan(status(), None) == T0 + INTERVAL
+    assert r.plan(status(upcoming=T0 + timedelta(hours=1)), None) == T0 + INTERVAL
+    assert r.plan(status(upcoming=T0 + timedelta(seconds=9)), T0 + timedelta(seconds=4)) == T0 + timedelta(seconds=4)
+    assert r.plan(status(upcoming=T0 + timedelta(seconds=3)), T0 + timedelta(seconds=4)) == T0 + timedelta(seconds=3)
+
+
+def test_a_key_still_expired_after_a_pass_brings_the_next_one_soon_but_not_at_once():
+    r = reaper(FakeKeys([status()], []))
+    assert r.plan(status(oldest=T0 - timedelta(seconds=1)), None) == T0 + MIN_PAUSE
+
+
+async def test_a_pass_with_nothing_expired_calls_no_reap_and_plans_for_the_next_expiry():
+    keys = FakeKeys([status(upcoming=T0 + timedelta(seconds=5))], [])
+    schedule = FakeSchedule(T0 + timedelta(seconds=2))
+    wake = await reaper(keys, schedule).run_pass()
+    assert keys.reap_calls == 0
+    assert wake == T0 + timedelta(seconds=2)
+    assert schedule.forgotten_until == [T0]
+
+
+async def test_a_pass_reaps_until_a_batch_comes_back_short_then_tidies_the_schedule():
+    after = status(upcoming=T0 + timedelta(seconds=30), now=T0 + timedelta(seconds=1))
+    keys = FakeKeys([status(oldest=T0 - timedelta(seconds=1)), after], [3])
+    schedule = FakeSchedule()
+    wake = await reaper(keys, schedule).run_pass()
+    assert keys.reap_calls == 1
+    # Only what had expired when the pass began: the keys service deleted up to its own, later, clock.
+    assert schedule.forgotten_until == [T0]
+    assert wake == T0 + timedelta(seconds=30)
+
+
+async def test_full_batches_are_drained_by_several_callers_at_once():
+    keys = FakeKeys([status(oldest=T0), status()], [10] * 20 + [4], limit=10)
+    deleted = await reaper(keys, concurrency=3).reap_all()
+    assert deleted == 204
+    assert keys.most_in_flight == 3
+    # Each of the three callers stops at its first short (or empty) batch.
+    assert keys.reap_calls == 23
+
+
+async def test_a_single_short_batch_needs_no_second_caller():
+    keys = FakeKeys([status(oldest=T0), status()], [7], limit=10)
+    assert await reaper(keys, concurrency=4).reap_all() == 7
+    assert keys.reap_calls == 1
+
+
+async def test_a_failed_batch_fails_the_pass_and_leaves_the_schedule_alone():
+    keys = FakeKeys([status(oldest=T0)], [10, -1], limit=10)
+    schedule = FakeSchedule()
+    with pytest.raises(ExceptionGroup):
+        await reaper(keys, schedule).run_pass()
+    assert schedule.forgotten_until == []
+
+
+async def test_an_earlier_expiry_learnt_while_asleep_brings_the_wake_up_forward():
+    now = datetime.now(UTC)
+    r = reaper(FakeKeys([status(now=now)], []))
+    await r.run_pass()
+    sleeper = asyncio.create_task(r.sleep_until(now + timedelta(seconds=30)))
+    await asyncio.sleep(0.05)
+    assert not sleeper.done()
+    r.expiry_known(now + timedelta(days=365))  # later than planned: changes nothing
+    await asyncio.sleep(0.05)
+    assert not sleeper.done()
+    r.expiry_known(r.now() + timedelta(milliseconds=100))
+    await asyncio.wait_for(sleeper, 2)
+
+
+async def test_the_oldest_expired_age_keeps_growing_from_the_last_status_seen():
+    clock = [100.0]
+    keys = FakeKeys([status(oldest=T0 - timedelta(seconds=5))], [-1])
+    r = reaper(keys, clock=lambda: clock[0])
+    assert r.oldest_expired_age() == 0.0
+    with pytest.raises(RuntimeError):
+        await r.run_pass()
+    assert r.oldest_expired_age() == pytest.approx(5.0)
+    clock[0] += 20
+    assert r.oldest_expired_age() == pytest.approx(25.0)
+
+
+def test_a_key_due_since_the_last_status_counts_as_expired_in_the_age():
+    clock = [0.0]
+    r = reaper(FakeKeys([status()], []), clock=lambda: clock[0])
+    r._observe(status(upcoming=T0 + timedelta(seconds=10)))
+    assert r.oldest_expired_age() == 0.0
+    clock[0] = 12.5
+    assert r.oldest_expired_age() == pytest.approx(2.5)
+
+
+async def test_an_expiry_the_last_pass_had_already_reached_wakes_nothing():
+    now = datetime.now(UTC)
+    r = reaper(FakeKeys([status(now=now)], []))
+    await r.run_pass()
+    sleeper = asyncio.create_task(r.sleep_until(now + timedelta(seconds=30)))
+    await asyncio.sleep(0.02)
+    r.expiry_known(now - timedelta(days=30))  # a created event replayed long after the key was reaped
+    await asyncio.sleep(0.05)
+    assert not sleeper.done()
+    sleeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sleeper
