@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 ENV := set -a && . deploy/local/dev.env && set +a &&
 PYTEST := $(ENV) $(PY) -m pytest
 
-.PHONY: help install stack-up stack-down stack-status migrate seed run test test-unit test-integration test-e2e lint fmt bench clean
+.PHONY: deploy-check help install stack-up stack-down stack-status migrate seed run test test-unit test-integration test-e2e lint fmt bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ fmt: $(STAMP) ## format the code
 
 bench: $(STAMP) stack-up ## quick benchmarks (ratios against baselines measured in the same run)
 	$(ENV) $(PY) -m bench --quick
+
+deploy-check: $(STAMP) ## render every kustomize overlay and list what it creates
+	PY=$(PY) bash deploy/tools/deploy-check.sh
 
 clean: ## remove the virtualenv and caches (not the stack's data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

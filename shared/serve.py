@@ -1,5 +1,7 @@
 """Running a service: one uvicorn set-up for all four, so they shut down the same way on SIGTERM."""
 
+import signal
+
 import uvicorn
 from fastapi import FastAPI
 
@@ -9,12 +11,18 @@ from shared.settings import ServiceSettings
 GRACEFUL_SHUTDOWN_SECONDS = 20
 
 
-def serve(app: FastAPI, settings: ServiceSettings, port: int) -> None:
+def serve(
+    app: FastAPI, settings: ServiceSettings, port: int, *, graceful_seconds: int = GRACEFUL_SHUTDOWN_SECONDS
+) -> None:
+    """Runs until SIGTERM or SIGINT, then finishes in-flight work and exits 0."""
+    # uvicorn re-raises the signal after its graceful shutdown, which would make the exit code 143 (and
+    # Kubernetes count a clean stop as a failure); with this no-op handler the process exits normally.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         app,
         host=settings.http_host,
         port=port,
         log_level=settings.log_level.lower(),
         access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_graceful_shutdown=graceful_seconds,
     )

@@ -3,9 +3,8 @@
 import argparse
 import sys
 
-import uvicorn
-
 from services.gateway.config import Settings
+from shared.serve import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,14 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     from services.gateway.app import create_app
 
     print(f"Keyward console: http://{settings.http_host}:{settings.port}/ (AUTH_MODE={settings.auth_mode})", flush=True)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    serve(create_app(settings), settings, settings.port, graceful_seconds=5)
     return 0
 
 

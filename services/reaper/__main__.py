@@ -3,9 +3,8 @@
 import argparse
 import sys
 
-import uvicorn
-
 from services.reaper.config import Settings
+from shared.serve import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,14 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()  # type: ignore[call-arg]
     from services.reaper.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+    serve(create_app(settings), settings, settings.port)
     return 0
 
 

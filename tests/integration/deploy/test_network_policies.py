@@ -1,0 +1,149 @@
+"""The NetworkPolicies, evaluated as Kubernetes does (a pod with policies of a type accepts only what one of
+them allows): who may reach each service, and what each service may reach."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.integration.deploy.conftest import OVERLAYS
+from tests.integration.deploy.manifests import PORTS, SERVICES, deployment, of_kind
+
+NAMESPACE = {"dev": "keyward-dev", "prod": "keyward"}
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A pod: its namespace, the namespace's labels, its own labels; or, with `ip`, an address outside."""
+
+    namespace: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    namespace_labels: dict[str, str] = field(default_factory=dict)
+    ip: str | None = None
+
+
+def pod(namespace: str, **labels: str) -> Peer:
+    return Peer(namespace, labels, {"kubernetes.io/metadata.name": namespace})
+
+
+def service_pod(overlay: str, service: str) -> Peer:
+    labels = {"app.kubernetes.io/name": f"keyward-{service}", "app.kubernetes.io/part-of": "keyward"}
+    return Peer(NAMESPACE[overlay], labels, {"kubernetes.io/metadata.name": NAMESPACE[overlay]})
+
+
+INGRESS_CONTROLLER = pod("ingress-nginx", **{"app.kubernetes.io/name": "ingress-nginx"})
+PROMETHEUS = pod("monitoring", **{"app.kubernetes.io/name": "prometheus"})
+VERIFY_CALLER = Peer(
+    "voice", {"app": "voice-gateway"}, {"kubernetes.io/metadata.name": "voice", "keyward.io/verify-client": "true"}
+)
+STRANGER = pod("other-team", app="anything")
+KAFKA_BROKER = pod("kafka", **{"strimzi.io/cluster": "keyward", "strimzi.io/kind": "Kafka"})
+KUBE_DNS = pod("kube-system", **{"k8s-app": "kube-dns"})
+OUTSIDE = Peer(ip="203.0.113.10")
+
+
+def matches(selector: dict | None, labels: dict[str, str]) -> bool:
+    if selector is None:
+        return True
+    assert set(selector) <= {"matchLabels"}, f"evaluator knows matchLabels only: {selector}"
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def peer_matches(rule_peer: dict, peer: Peer, policy_namespace: str) -> bool:
+    if "ipBlock" in rule_peer:
+        return peer.ip is not None  # the overlays narrow addresses; any ipBlock is "outside"
+    if peer.ip is not None:
+        return False
+    if "namespaceSelector" in rule_peer:
+        ns_ok = matches(rule_peer["namespaceSelector"], peer.namespace_labels)
+    else:
+        ns_ok = peer.namespace == policy_namespace
+    return ns_ok and matches(rule_peer.get("podSelector"), peer.labels)
+
+
+def port_matches(rule_ports: list[dict] | None, port: int, protocol: str) -> bool:
+    return rule_ports is None or any(p["port"] == port and p.get("protocol", "TCP") == protocol for p in rule_ports)
+
+
+def allowed(docs: list[dict], overlay: str, source: Peer, target: Peer, port: int, protocol: str = "TCP") -> bool:
+    """Egress of `source` (if it is ours) and ingress of `target` (if it is ours) must both allow it."""
+    ns = NAMESPACE[overlay]
+    policies = of_kind(docs, "NetworkPolicy")
+
+    def side(pod_: Peer, direction: str, other: Peer) -> bool:
+        if pod_.namespace != ns:
+            return True  # not governed by these policies
+        key, peers_key = ("egress", "to") if direction == "Egress" else ("ingress", "from")
+        applying = [
+            p
+            for p in policies
+            if matches(p["spec"]["podSelector"] or None, pod_.labels) and direction in p["spec"]["policyTypes"]
+        ]
+        if not applying:
+            return True
+        for policy in applying:
+            for rule in policy["spec"].get(key, []):
+                peers = rule.get(peers_key)
+                if (peers is None or any(peer_matches(r, other, ns) for r in peers)) and port_matches(
+                    rule.get("ports"), port, protocol
+                ):
+                    return True
+        return False
+
+    return side(source, "Egress", target) and side(target, "Ingress", source)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_gateway_takes_traffic_from_the_ingress_controller(rendered, overlay):
+    docs = rendered[overlay]
+    for service in SERVICES:
+        reachable = allowed(docs, overlay, INGRESS_CONTROLLER, service_pod(overlay, service), PORTS[service])
+        assert reachable == (service == "gateway"), service
+        assert not allowed(docs, overlay, STRANGER, service_pod(overlay, service), PORTS[service]), service
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_is_reached_only_by_the_services_that_call_it(rendered, overlay):
+    docs = rendered[overlay]
+    callers = {"keys": {"gateway", "notifier", "reaper"}, "notifier": {"gateway"}, "reaper": set(), "gateway": set()}
+    for target, expected in callers.items():
+        for source in SERVICES:
+            if source == target:
+                continue
+            ok = allowed(docs, overlay, service_pod(overlay, source), service_pod(overlay, target), PORTS[target])
+            assert ok == (source in expected), f"{source} -> {target}"
+    assert allowed(docs, overlay, VERIFY_CALLER, service_pod(overlay, "keys"), 8081)
+    assert not allowed(docs, overlay, VERIFY_CALLER, service_pod(overlay, "notifier"), 8082)
+    for service in SERVICES:
+        assert allowed(docs, overlay, PROMETHEUS, service_pod(overlay, service), PORTS[service]), service
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_reaches_its_dependencies_and_nothing_else(rendered, overlay):
+    docs = rendered[overlay]
+    config = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].startswith("keyward-config"))["data"]
+    smtp_port = int(config["SMTP_PORT"])
+    smtp = pod(NAMESPACE[overlay], **{"app.kubernetes.io/name": "mailpit"}) if overlay == "dev" else OUTSIDE
+    database = {"keys", "notifier", "reaper"}
+    for service in SERVICES:
+        me = service_pod(overlay, service)
+        assert allowed(docs, overlay, me, KUBE_DNS, 53, "UDP"), service
+        assert allowed(docs, overlay, me, KAFKA_BROKER, int(config["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1]))
+        assert allowed(docs, overlay, me, OUTSIDE, 5432) == (service in database), service
+        if overlay == "dev":  # the development database runs in the namespace
+            postgres = pod(NAMESPACE[overlay], **{"app.kubernetes.io/name": "postgres"})
+            assert allowed(docs, overlay, me, postgres, 5432) == (service in database), service
+        assert allowed(docs, overlay, me, smtp, smtp_port) == (service == "notifier"), service
+        assert not allowed(docs, overlay, me, OUTSIDE, 443), f"{service} reaches the internet"
+        assert not allowed(docs, overlay, me, STRANGER, 8080), service
+    # Every pod a policy selects is one of ours: a typo in a selector would leave a pod unprotected.
+    pod_labels = [deployment(docs, s)["spec"]["template"]["metadata"]["labels"] for s in SERVICES]
+    for policy in of_kind(docs, "NetworkPolicy"):
+        selector = policy["spec"]["podSelector"]
+        if selector and policy["metadata"]["name"] != "keyward-reencrypt":
+            assert any(matches(selector, labels) for labels in pod_labels), policy["metadata"]["name"]
+
+
+def test_the_evaluator_denies_what_no_policy_allows(rendered):
+    docs = [d for d in rendered["prod"] if d["kind"] != "NetworkPolicy" or d["metadata"]["name"] != "keyward-keys"]
+    default_deny_only = allowed(docs, "prod", service_pod("prod", "gateway"), service_pod("prod", "keys"), 8081)
+    assert not default_deny_only
