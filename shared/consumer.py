@@ -25,6 +25,8 @@ CONSUMED = Counter("keyward_events_consumed_total", "Events handled", ["group", 
 DEAD_LETTERED = Counter("keyward_events_dead_lettered_total", "Messages sent to the dead-letter topic", ["group"])
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
+# Messages handled between two commits at most: bounds what a crash makes the group handle again.
+COMMIT_EVERY = 100
 
 
 class PermanentError(Exception):
@@ -50,6 +52,7 @@ class EventConsumer:
         self.dead_letter_topic = dead_letter_topic or f"{topic}.dlq"
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._handled: dict[TopicPartition, int] = {}
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -63,6 +66,7 @@ class EventConsumer:
                 try:
                     await self._consume()
                 finally:
+                    await self._commit_handled()
                     await self._close()
 
     async def _consume(self) -> None:
@@ -72,17 +76,27 @@ class EventConsumer:
         await self._producer.start()
         self.ready.set()
         while True:
-            batches = await self._consumer.getmany(timeout_ms=1000, max_records=200)
+            batches = await self._consumer.getmany(timeout_ms=1000, max_records=COMMIT_EVERY)
             for tp, messages in batches.items():
                 for message in messages:
                     await self._process(message)
-                # Every handler's work is durable by now; a crash before this line replays the batch,
-                # which handlers absorb (they are idempotent), so one commit per batch is enough.
-                await self._consumer.commit({tp: messages[-1].offset + 1})
+                    self._handled[tp] = message.offset + 1
+                # Every handler's work is durable by now; a crash before the commit replays at most this
+                # batch, which handlers absorb (they are idempotent), so one commit per batch is enough.
+                await self._commit_handled()
                 await self._observe_lag(tp)
             if not batches:
                 for tp in self._consumer.assignment():
                     await self._observe_lag(tp)
+
+    async def _commit_handled(self) -> None:
+        """Commits what was handled; also on the way out (SIGTERM), so a restart replays as little as possible."""
+        handled, self._handled = self._handled, {}
+        if handled and self._consumer is not None:
+            try:
+                await asyncio.shield(self._consumer.commit(handled))
+            except Exception:
+                log.warning("could not commit offsets; those events will be handled again", exc_info=True)
 
     async def _process(self, message: ConsumerRecord) -> None:
         try:

@@ -6,7 +6,6 @@ crosses it at once: its expiry notice really goes out, and the Edit page has a n
 """
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,9 +21,7 @@ import jwt
 import pytest
 from aiosmtpd.controller import Controller
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
-from pydantic_settings import SettingsError
 
-from services.keys.config import Settings as KeysSettings
 from services.keys.directory.importer import import_directory, load
 from shared.kafka import ensure_topics
 from shared.migrate import migrate_all
@@ -72,22 +69,6 @@ class _Accept:
         return "250 accepted"
 
 
-def _thresholds_env() -> str:
-    """`400d,30d,...`, or its JSON form if the keys service's settings only parse that from the environment."""
-    saved = os.environ.get("EXPIRY_NOTICE_THRESHOLDS")
-    os.environ["EXPIRY_NOTICE_THRESHOLDS"] = THRESHOLDS
-    try:
-        KeysSettings()  # type: ignore[call-arg]
-        return THRESHOLDS
-    except SettingsError:
-        return json.dumps(THRESHOLDS.split(","))
-    finally:
-        if saved is None:
-            del os.environ["EXPIRY_NOTICE_THRESHOLDS"]
-        else:
-            os.environ["EXPIRY_NOTICE_THRESHOLDS"] = saved
-
-
 @pytest.fixture(scope="session")
 async def stack() -> AsyncIterator[Stack]:
     base = os.environ["DATABASE_URL"]
@@ -111,9 +92,7 @@ async def stack() -> AsyncIterator[Stack]:
         topic = f"apikeys.lifecycle.e2e-{uuid4().hex[:10]}"
         await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {topic: 3, f"{topic}.dlq": 1})
         common = {"DATABASE_URL": database_url, "KAFKA_TOPIC": topic}
-        keys = ServiceProcess(
-            "keys", common | {"EXPIRY_NOTICE_THRESHOLDS": _thresholds_env(), "EXPIRY_WATCH_INTERVAL": "1s"}
-        )
+        keys = ServiceProcess("keys", common | {"EXPIRY_NOTICE_THRESHOLDS": THRESHOLDS, "EXPIRY_WATCH_INTERVAL": "1s"})
         processes.append(await keys.start())
         gateway = ServiceProcess("gateway", {})
         notifier_url = f"http://127.0.0.1:{free_port()}"

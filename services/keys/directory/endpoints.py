@@ -55,6 +55,15 @@ async def all_administrators(_: Service, conn: Conn) -> list[Administrator]:
     return [Administrator.model_validate(dict(r)) for r in rows]
 
 
+@router.get("/organizations/{organization_id}/path", response_model=list[Organization])
+async def organization_path(organization_id: UUID, _: Service, conn: Conn) -> list[Organization]:
+    """For platform services (the notifier's e-mails): the organization and its ancestors, the system first."""
+    rows = await repository.ancestors(conn, organization_id)
+    if not rows:
+        raise NotFound("organization")
+    return [service.to_organization(r) for r in rows]
+
+
 @router.get("/tenants/{tenant_id}/customer-administrators", response_model=list[Administrator])
 async def tenant_customer_administrators(tenant_id: UUID, _: Service, conn: Conn) -> list[Administrator]:
     """For platform services (the notifier): the tenant-level customer administrators of a tenant, now."""

@@ -44,6 +44,18 @@ async def organization_by_path_names(conn: asyncpg.Connection, names: list[str])
     return row
 
 
+async def ancestors(conn: asyncpg.Connection, org_id: UUID) -> list[asyncpg.Record]:
+    """The organization and everything above it, the system root first; empty when unknown."""
+    return await conn.fetch(
+        f"""
+        SELECT {ORG_COLUMNS} FROM keys.organizations
+        WHERE path @> (SELECT path FROM keys.organizations WHERE id = $1)
+        ORDER BY nlevel(path)
+        """,
+        org_id,
+    )
+
+
 async def organizations(conn: asyncpg.Connection, reach: str | None) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"SELECT {ORG_COLUMNS} FROM keys.organizations WHERE $1::ltree IS NULL OR path <@ $1::ltree ORDER BY path",

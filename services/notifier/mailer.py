@@ -1,0 +1,133 @@
+"""SMTP with aiosmtplib: one connection per fan-out, and every failure sorted into transient or permanent."""
+
+import enum
+import logging
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from types import TracebackType
+
+import aiosmtplib
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    # Worth retrying later: 4xx, the server unreachable or gone mid-transaction.
+    TRANSIENT = "transient"
+    # 5xx for this recipient or message, or an address that cannot be sent to: never retried.
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    outcome: Outcome
+    detail: str
+    # False when the connection is unusable: the rest of the fan-out waits for a retry.
+    connection_ok: bool = True
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str
+    port: int
+    sender: str
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    tls: bool = False
+    timeout: float = 20.0
+
+
+class Mailer:
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+
+    def session(self) -> "MailSession":
+        return MailSession(self.config)
+
+
+class MailSession:
+    """Connects on the first send and keeps the connection for the following ones."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self._smtp: aiosmtplib.SMTP | None = None
+
+    async def __aenter__(self) -> "MailSession":
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        if self._smtp is None or not self._smtp.is_connected:
+            c = self.config
+            smtp = aiosmtplib.SMTP(
+                hostname=c.host,
+                port=c.port,
+                username=c.username,
+                password=c.password,
+                use_tls=c.tls,
+                start_tls=c.starttls,
+                timeout=c.timeout,
+            )
+            await smtp.connect()
+            self._smtp = smtp
+        return self._smtp
+
+    async def send(self, message: EmailMessage, recipient: str) -> SendResult:
+        started = time.perf_counter()
+        try:
+            smtp = await self._connection()
+            _, response = await smtp.sendmail(self.config.sender, [recipient], message.as_bytes())
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients[0]
+            return _by_code(refused.code, f"{refused.code} {refused.message}", started)
+        except aiosmtplib.SMTPSenderRefused as exc:
+            # Not about this recipient: SMTP_FROM or the account is refused. Retried, loudly.
+            log.error("the SMTP server refuses the sender %s: %s %s", self.config.sender, exc.code, exc.message)
+            return SendResult(Outcome.TRANSIENT, f"sender refused: {exc.code} {exc.message}", False, _since(started))
+        except (aiosmtplib.SMTPDataError, aiosmtplib.SMTPRecipientRefused) as exc:
+            return _by_code(exc.code, f"{exc.code} {exc.message}", started)
+        except (aiosmtplib.SMTPAuthenticationError, aiosmtplib.SMTPHeloError) as exc:
+            log.error("SMTP session refused: %s %s", exc.code, exc.message)
+            await self.close()
+            return SendResult(Outcome.TRANSIENT, f"{exc.code} {exc.message}", False, _since(started))
+        except aiosmtplib.SMTPResponseException as exc:
+            # A refusal not about this recipient or message (a 554 greeting, say): the server's, retried.
+            await self.close()
+            return SendResult(Outcome.TRANSIENT, f"{exc.code} {exc.message}", False, _since(started))
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            # Refused, reset, timed out. A timeout waiting for the answer to DATA leaves it unknown whether
+            # the server took the message; retrying may deliver a second copy with the same Message-ID.
+            await self.close()
+            return SendResult(Outcome.TRANSIENT, f"{type(exc).__name__}: {exc}", False, _since(started))
+        except ValueError as exc:
+            await self.close()  # the envelope may be half open: the next send starts on a new connection
+            return SendResult(Outcome.PERMANENT, f"cannot send to this address: {exc}", True, _since(started))
+        return SendResult(Outcome.SENT, response, True, _since(started))
+
+    async def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None and smtp.is_connected:
+            try:
+                await smtp.quit(timeout=2)
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+
+
+def _kind(code: int) -> Outcome:
+    return Outcome.PERMANENT if 500 <= code < 600 else Outcome.TRANSIENT
+
+
+def _by_code(code: int, detail: str, started: float) -> SendResult:
+    return SendResult(_kind(code), detail, True, _since(started))
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started

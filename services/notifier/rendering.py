@@ -1,0 +1,158 @@
+"""The expiry e-mail: Jinja2 templates (HTML with a plain-text alternative) from one folder, easy to brand.
+
+Everything a user typed reaches the templates as one line without control characters; the HTML templates
+autoescape it, and the subject is cleaned again after rendering, so no name can add a header or a tag.
+"""
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from services.notifier.metrics import threshold_label
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_SPACES = re.compile(r"\s+")
+_MESSAGE_ID_NAMESPACE = uuid.UUID("6f1c7e2a-4b1d-5c7e-9a63-1b0f2d6c8e41")
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """Control characters (CR, LF, NUL...) become spaces, runs of spaces one; long text is cut with an ellipsis."""
+    cleaned = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1].rstrip() + "…"
+
+
+def message_id(key_id: UUID, threshold_seconds: int, recipient: str, domain: str) -> str:
+    """The same Message-ID for every attempt at one (key, threshold, recipient): a second copy is recognisable."""
+    digest = uuid.uuid5(_MESSAGE_ID_NAMESPACE, f"{key_id}/{threshold_seconds}/{recipient}")
+    return f"<expiry.{digest.hex}@{domain}>"
+
+
+def clear_date(moment: datetime) -> str:
+    """'Tuesday, 14 July 2026 at 09:30 UTC' whatever the process's locale."""
+    at = moment.astimezone(UTC)
+    return f"{_DAYS[at.weekday()]}, {at.day} {_MONTHS[at.month - 1]} {at.year} at {at:%H:%M} UTC"
+
+
+def days_left(expires_at: datetime, now: datetime) -> int:
+    return max(0, math.ceil((expires_at - now).total_seconds() / 86400))
+
+
+def in_words(days: int) -> str:
+    if days <= 0:
+        return "today"
+    return "in 1 day" if days == 1 else f"in {days} days"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What one expiry e-mail tells, whoever receives it."""
+
+    key_id: UUID
+    key_name: str
+    key_display: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    organization_id: UUID
+    # Organization names from the tenant down to the key's organization; empty when unknown.
+    organization_path: tuple[str, ...]
+    threshold_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    username: str
+    email: str
+    display_name: str
+
+
+class Renderer:
+    def __init__(self, *, console_url: str, sender: str, override_dir: Path | None = None) -> None:
+        # An override folder shadows the built-in templates file by file (brand.json alone rebrands).
+        folders = [str(override_dir)] if override_dir else []
+        self.env = Environment(
+            loader=FileSystemLoader([*folders, str(TEMPLATES)]),
+            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        brand_source, _, _ = self.env.loader.get_source(self.env, "brand.json")  # type: ignore[union-attr]
+        self.env.globals["brand"] = json.loads(brand_source)
+        self.console_url = console_url.rstrip("/")
+        self.sender = sender
+        self.domain = Address(addr_spec=parseaddr(sender)[1]).domain
+
+    def context(self, notice: Notice, recipient: Recipient, now: datetime) -> dict[str, Any]:
+        path = [one_line(name, 100) for name in notice.organization_path]
+        days = days_left(notice.expires_at, now)
+        query = urlencode({"organization_id": str(notice.organization_id), "replaces": str(notice.key_id)})
+        return {
+            "recipient": {"name": one_line(recipient.display_name, 100), "email": recipient.email},
+            "key": {
+                "id": str(notice.key_id),
+                "name": one_line(notice.key_name, 100),
+                "display": one_line(notice.key_display, 100),
+                "created_by": one_line(notice.created_by, 100),
+                "created_at": clear_date(notice.created_at),
+            },
+            "organization": {"name": path[-1] if path else None, "path": path, "path_text": " / ".join(path)},
+            "expiry": {
+                "date": clear_date(notice.expires_at),
+                "iso": notice.expires_at.astimezone(UTC).isoformat(timespec="seconds"),
+                "days_left": days,
+                "in_words": in_words(days),
+                "threshold": threshold_label(notice.threshold_seconds),
+            },
+            "links": {
+                "key": f"{self.console_url}/keys/{notice.key_id}",
+                "replace": f"{self.console_url}/keys/new?{query}",
+                "console": self.console_url,
+            },
+        }
+
+    def render(self, notice: Notice, recipient: Recipient, now: datetime | None = None) -> EmailMessage:
+        values = self.context(notice, recipient, now or datetime.now(UTC))
+        message = EmailMessage(policy=SMTP)
+        message["Subject"] = one_line(self.env.get_template("expiring.subject.txt").render(values), 250)
+        message["From"] = self.sender
+        message["To"] = Address(display_name=one_line(recipient.display_name, 100), addr_spec=recipient.email)
+        message["Date"] = format_datetime(now or datetime.now(UTC))
+        message["Message-ID"] = message_id(notice.key_id, notice.threshold_seconds, recipient.username, self.domain)
+        # RFC 3834: no out-of-office replies to a robot.
+        message["Auto-Submitted"] = "auto-generated"
+        message["X-Keyward-Key-Id"] = str(notice.key_id)
+        message["X-Keyward-Threshold-Seconds"] = str(notice.threshold_seconds)
+        message.set_content(self.env.get_template("expiring.txt").render(values))
+        message.add_alternative(self.env.get_template("expiring.html").render(values), subtype="html")
+        return message

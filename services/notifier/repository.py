@@ -1,0 +1,335 @@
+"""Every SQL statement of the notifier: its inbox of handled events, tombstones, notices and the ledger."""
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TypeAlias
+from uuid import UUID
+
+import asyncpg
+
+from shared.events import KeyExpiring
+
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+# A delivery that may be attempted now: pending and due, or claimed by a sender that has since died.
+_DUE = """((d.status = 'pending' AND d.next_attempt_at <= now())
+           OR (d.status = 'sending' AND d.claimed_at < now() - $3::interval))"""
+
+
+# -- consumer side -----------------------------------------------------------------------------------
+
+
+async def mark_processed(conn: asyncpg.Connection, event_id: str, event_type: str) -> bool:
+    """Records an event as handled; False when it already was (a redelivery)."""
+    status = await conn.execute(
+        "INSERT INTO notifier.processed_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        event_id,
+        event_type,
+    )
+    return status.endswith(" 1")
+
+
+async def insert_notice(conn: asyncpg.Connection, event_id: str, announced_at: object, data: KeyExpiring) -> bool:
+    status = await conn.execute(
+        """
+        INSERT INTO notifier.notices (key_id, threshold_seconds, event_id, tenant_id, organization_id, key_name,
+            key_display, created_by, key_created_at, expires_at, announced_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        ON CONFLICT DO NOTHING
+        """,
+        data.key_id,
+        data.threshold_seconds,
+        event_id,
+        data.tenant_id,
+        data.organization_id,
+        data.name,
+        data.key_display,
+        data.created_by,
+        data.created_at,
+        data.expires_at,
+        announced_at,
+    )
+    return status.endswith(" 1")
+
+
+async def add_tombstone(conn: asyncpg.Connection, key_id: UUID, reason: str) -> None:
+    await conn.execute(
+        "INSERT INTO notifier.deleted_keys (key_id, reason) VALUES ($1, $2) ON CONFLICT DO NOTHING", key_id, reason
+    )
+
+
+async def is_deleted(conn: Conn, key_id: UUID) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM notifier.deleted_keys WHERE key_id = $1)", key_id))
+
+
+async def cancel_key(conn: asyncpg.Connection, key_id: UUID, reason: str, threshold: int | None = None) -> None:
+    """Cancels what is still open for a key (one threshold, or all). A send already in flight that the SMTP
+    server accepts is still recorded as sent."""
+    await conn.execute(
+        """
+        UPDATE notifier.deliveries SET status = 'cancelled', claimed_at = NULL, last_error = $2, updated_at = now()
+        WHERE key_id = $1 AND ($3::bigint IS NULL OR threshold_seconds = $3) AND status IN ('pending', 'sending')
+        """,
+        key_id,
+        reason,
+        threshold,
+    )
+    await conn.execute(
+        """
+        UPDATE notifier.notices SET status = 'cancelled', status_reason = $2
+        WHERE key_id = $1 AND ($3::bigint IS NULL OR threshold_seconds = $3) AND status = 'open'
+        """,
+        key_id,
+        reason,
+        threshold,
+    )
+
+
+async def rename_key(conn: asyncpg.Connection, key_id: UUID, name: str) -> None:
+    await conn.execute("UPDATE notifier.notices SET key_name = $2 WHERE key_id = $1 AND status = 'open'", key_id, name)
+
+
+async def purge_processed(conn: Conn, older_than: timedelta) -> int:
+    status = await conn.execute(
+        "DELETE FROM notifier.processed_events WHERE processed_at < now() - $1::interval", older_than
+    )
+    return int(status.split()[-1])
+
+
+# -- sender side -------------------------------------------------------------------------------------
+
+
+async def lease_due_notices(conn: Conn, limit: int, lease: timedelta, busy: Sequence[str]) -> list[asyncpg.Record]:
+    """Open notices due for work, leased so that another replica leaves them alone meanwhile."""
+    return await conn.fetch(
+        """
+        UPDATE notifier.notices n SET next_check_at = now() + $2::interval
+        FROM (
+            SELECT key_id, threshold_seconds FROM notifier.notices
+            WHERE status = 'open' AND next_check_at <= now()
+              AND key_id::text || '/' || threshold_seconds <> ALL($3::text[])
+            ORDER BY next_check_at LIMIT $1
+            FOR UPDATE SKIP LOCKED
+        ) due
+        WHERE n.key_id = due.key_id AND n.threshold_seconds = due.threshold_seconds
+        RETURNING n.*
+        """,
+        limit,
+        lease,
+        list(busy),
+    )
+
+
+async def reschedule_notice(conn: Conn, key_id: UUID, threshold: int, delay: timedelta) -> None:
+    await conn.execute(
+        """UPDATE notifier.notices SET next_check_at = now() + $3::interval
+           WHERE key_id = $1 AND threshold_seconds = $2 AND status = 'open'""",
+        key_id,
+        threshold,
+        delay,
+    )
+
+
+async def finish_notice(
+    conn: Conn, key_id: UUID, threshold: int, claim_timeout: timedelta, min_delay: timedelta = timedelta(seconds=1)
+) -> bool:
+    """Closes the notice when no delivery is open; otherwise sets when to look again (a delivery waiting for
+    this recipient's earlier notice is due already: `min_delay` keeps that from spinning). True when closed."""
+    row = await conn.fetchrow(
+        """
+        SELECT count(*) AS open,
+               min(CASE WHEN status = 'pending' THEN next_attempt_at ELSE claimed_at + $3::interval END) AS next_at
+        FROM notifier.deliveries WHERE key_id = $1 AND threshold_seconds = $2 AND status IN ('pending', 'sending')
+        """,
+        key_id,
+        threshold,
+        claim_timeout,
+    )
+    if row["open"] == 0:
+        await conn.execute(
+            """UPDATE notifier.notices SET status = 'done'
+               WHERE key_id = $1 AND threshold_seconds = $2 AND status = 'open'""",
+            key_id,
+            threshold,
+        )
+        return True
+    await conn.execute(
+        """UPDATE notifier.notices SET next_check_at = greatest($3, now() + $4::interval)
+           WHERE key_id = $1 AND threshold_seconds = $2 AND status = 'open'""",
+        key_id,
+        threshold,
+        row["next_at"],
+        min_delay,
+    )
+    return False
+
+
+async def set_organization_path(conn: Conn, key_id: UUID, threshold: int, path: list[str]) -> None:
+    await conn.execute(
+        "UPDATE notifier.notices SET organization_path = $3 WHERE key_id = $1 AND threshold_seconds = $2",
+        key_id,
+        threshold,
+        path,
+    )
+
+
+async def sync_recipients(
+    conn: asyncpg.Connection, key_id: UUID, threshold: int, recipients: Sequence[tuple[str, str, str, str]]
+) -> None:
+    """Brings the pending deliveries in line with the directory as it stands: (username, email, name, message id).
+
+    A new administrator gets a delivery; one no longer listed loses a pending one; a changed address is used.
+    """
+    async with conn.transaction():
+        await conn.execute(
+            """
+            INSERT INTO notifier.deliveries AS d (key_id, threshold_seconds, recipient, email, display_name, message_id)
+            SELECT $1, $2, r.username, r.email, r.display_name, r.message_id
+            FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS r(username, email, display_name, message_id)
+            ON CONFLICT (key_id, threshold_seconds, recipient) DO UPDATE
+                SET email = EXCLUDED.email, display_name = EXCLUDED.display_name, updated_at = now()
+                WHERE d.status = 'pending'
+                  AND (d.email, d.display_name) IS DISTINCT FROM (EXCLUDED.email, EXCLUDED.display_name)
+            """,
+            key_id,
+            threshold,
+            [r[0] for r in recipients],
+            [r[1] for r in recipients],
+            [r[2] for r in recipients],
+            [r[3] for r in recipients],
+        )
+        await conn.execute(
+            """
+            UPDATE notifier.deliveries SET status = 'cancelled', updated_at = now(),
+                last_error = 'no longer a customer administrator of the tenant'
+            WHERE key_id = $1 AND threshold_seconds = $2 AND status = 'pending' AND recipient <> ALL($3::text[])
+            """,
+            key_id,
+            threshold,
+            [r[0] for r in recipients],
+        )
+
+
+async def due_deliveries(conn: Conn, key_id: UUID, threshold: int, claim_timeout: timedelta) -> list[str]:
+    rows = await conn.fetch(
+        f"""SELECT recipient FROM notifier.deliveries d
+            WHERE key_id = $1 AND threshold_seconds = $2 AND {_DUE} ORDER BY recipient""",
+        key_id,
+        threshold,
+        claim_timeout,
+    )
+    return [r["recipient"] for r in rows]
+
+
+async def claim(
+    conn: Conn, key_id: UUID, threshold: int, claim_timeout: timedelta, recipient: str, owner: str
+) -> asyncpg.Record | None:
+    """Claims one delivery right before its send: the row is updated only if still due, its key not deleted
+    and this recipient's earlier notices for the key all settled. None when another sender won or it waits."""
+    return await conn.fetchrow(
+        f"""
+        UPDATE notifier.deliveries d
+        SET status = 'sending', claimed_at = now(), claimed_by = $5, attempts = attempts + 1, updated_at = now()
+        WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $4 AND {_DUE}
+          AND NOT EXISTS (SELECT 1 FROM notifier.deleted_keys t WHERE t.key_id = d.key_id)
+          AND NOT EXISTS (
+              SELECT 1 FROM notifier.deliveries e
+              WHERE e.key_id = d.key_id AND e.recipient = d.recipient AND e.threshold_seconds > d.threshold_seconds
+                AND e.status IN ('pending', 'sending'))
+        RETURNING *
+        """,
+        key_id,
+        threshold,
+        claim_timeout,
+        recipient,
+        owner,
+    )
+
+
+async def mark_sent(conn: Conn, key_id: UUID, threshold: int, recipient: str, response: str) -> None:
+    # Unconditional: the server accepted the message, whatever happened to the claim meanwhile.
+    await conn.execute(
+        """
+        UPDATE notifier.deliveries SET status = 'sent', sent_at = coalesce(sent_at, now()), claimed_at = NULL,
+            smtp_response = $4, last_error = NULL, updated_at = now()
+        WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $3
+        """,
+        key_id,
+        threshold,
+        recipient,
+        response[:500],
+    )
+
+
+async def mark_failed(conn: Conn, key_id: UUID, threshold: int, recipient: str, owner: str, error: str) -> None:
+    await conn.execute(
+        """
+        UPDATE notifier.deliveries SET status = 'failed', claimed_at = NULL, last_error = $5, updated_at = now()
+        WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $3 AND status = 'sending' AND claimed_by = $4
+        """,
+        key_id,
+        threshold,
+        recipient,
+        owner,
+        error[:1000],
+    )
+
+
+async def release(
+    conn: Conn,
+    key_id: UUID,
+    threshold: int,
+    recipients: Sequence[str],
+    error: str,
+    retry: tuple[timedelta, timedelta],
+    owner: str | None = None,
+) -> None:
+    """Puts deliveries back to pending with a backoff: this sender's claims (`owner`), or due pending ones
+    never claimed because the connection failed first (those count an attempt here)."""
+    # Exponential backoff from the attempts so far (this one included), with ±20 % jitter.
+    await conn.execute(
+        """
+        UPDATE notifier.deliveries SET status = 'pending', claimed_at = NULL, last_error = $6, updated_at = now(),
+            attempts = attempts + CASE WHEN status = 'pending' THEN 1 ELSE 0 END,
+            next_attempt_at = now() + least(
+                $5::interval,
+                $4::interval * power(2, least(attempts + CASE WHEN status = 'pending' THEN 1 ELSE 0 END - 1, 24))
+            ) * (0.8 + random() * 0.4)
+        WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = ANY($3::text[])
+          AND CASE WHEN $7::text IS NULL THEN status = 'pending' ELSE status = 'sending' AND claimed_by = $7 END
+        """,
+        key_id,
+        threshold,
+        list(recipients),
+        retry[0],
+        retry[1],
+        error[:1000],
+        owner,
+    )
+
+
+# -- reads -------------------------------------------------------------------------------------------
+
+
+async def notices_of(conn: Conn, key_ids: Sequence[UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT d.key_id, d.threshold_seconds, d.recipient AS username, d.email, d.display_name, d.status,
+               d.attempts, d.sent_at, d.last_error, d.created_at, d.updated_at, n.announced_at
+        FROM notifier.deliveries d JOIN notifier.notices n USING (key_id, threshold_seconds)
+        WHERE d.key_id = ANY($1::uuid[])
+        ORDER BY d.key_id, d.threshold_seconds DESC, d.recipient
+        """,
+        list(key_ids),
+    )
+
+
+async def ledger_backlog(conn: Conn, claim_timeout: timedelta) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT CASE WHEN status = 'sending' AND claimed_at < now() - $1::interval THEN 'stale' ELSE status END AS state,
+               count(*) AS n
+        FROM notifier.deliveries WHERE status IN ('pending', 'sending') GROUP BY 1
+        """,
+        claim_timeout,
+    )

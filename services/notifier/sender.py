@@ -1,0 +1,98 @@
+"""The sender loop: works the notices due, several at once, each on its own SMTP connection.
+
+The consumer only records notices; this loop delivers and retries them, so a tenant whose mail is being
+retried never holds up another tenant, nor the consumption of events. A replica leases the notices it
+works; any replica takes over one whose lease ran out.
+"""
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from services.notifier import repository
+from services.notifier.metrics import LEDGER_OPEN
+from services.notifier.service import NotifierContext, work_notice
+
+log = logging.getLogger(__name__)
+
+
+class Sender:
+    def __init__(self, ctx: NotifierContext, *, concurrency: int, poll_interval: timedelta, lease: timedelta) -> None:
+        self.ctx = ctx
+        self.concurrency = concurrency
+        self.poll_seconds = poll_interval.total_seconds()
+        self.lease = lease
+        self._wake = asyncio.Event()
+        self._busy: dict[str, asyncio.Task[None]] = {}
+
+    def poke(self) -> None:
+        """A notice was just recorded: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def stop(self, timeout: float) -> None:
+        """Starts no new send, lets the ones in flight finish and record their outcome, for up to `timeout`."""
+        self.ctx.stopping.set()
+        self._wake.set()
+        in_flight = [task for task in self._busy.values() if not task.done()]
+        if in_flight:
+            _, late = await asyncio.wait(in_flight, timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def run(self) -> None:
+        busy = self._busy
+        try:
+            while not self.ctx.stopping.is_set():
+                self._wake.clear()
+                free = self.concurrency - len(busy)
+                if free > 0:
+                    try:
+                        rows = await repository.lease_due_notices(self.ctx.pool, free, self.lease, list(busy))
+                    except Exception:
+                        log.warning("could not look for due notices", exc_info=True)
+                        rows = []
+                    for row in rows:
+                        name = f"{row['key_id']}/{row['threshold_seconds']}"
+                        busy[name] = asyncio.create_task(work_notice(self.ctx, row), name=f"notice {name}")
+                await self._wait(busy)
+        except asyncio.CancelledError:
+            for task in busy.values():
+                task.cancel()
+            await asyncio.gather(*busy.values(), return_exceptions=True)
+            raise
+
+    async def _wait(self, busy: dict[str, asyncio.Task[None]]) -> None:
+        wake = asyncio.create_task(self._wake.wait())
+        try:
+            await asyncio.wait([wake, *busy.values()], timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wake.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await wake
+        for name, task in list(busy.items()):
+            if task.done():
+                del busy[name]
+                if not task.cancelled() and task.exception() is not None:
+                    log.error(
+                        "working notice %s failed; it is retried after its lease", name, exc_info=task.exception()
+                    )
+
+
+async def housekeeping(ctx: NotifierContext, retention: timedelta, interval: float = 5.0) -> None:
+    """Keeps the ledger gauges current and forgets handled event ids once no redelivery can come."""
+    last_purge = 0.0
+    while True:
+        try:
+            rows = await repository.ledger_backlog(ctx.pool, ctx.claim_timeout)
+            counts = {r["state"]: r["n"] for r in rows}
+            for state in ("pending", "sending", "stale"):
+                LEDGER_OPEN.labels(state).set(counts.get(state, 0))
+            now = asyncio.get_running_loop().time()
+            if now - last_purge > 3600:
+                await repository.purge_processed(ctx.pool, retention)
+                last_purge = now
+        except Exception:
+            log.warning("ledger housekeeping failed", exc_info=True)
+        await asyncio.sleep(interval)

@@ -1,0 +1,193 @@
+"""The use case: work one notice — fan it out to the tenant's administrators, exactly once each.
+
+Each delivery is claimed in the ledger right before its send and marked right after the SMTP server's
+250, on a connection held for the whole fan-out, so that the window in which a crash would cause a second
+copy is one local UPDATE. A claim left by a crash is retried after NOTICE_CLAIM_TIMEOUT.
+"""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.errors import HeaderParseError
+from uuid import UUID
+
+import asyncpg
+from jinja2 import TemplateError
+from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exponential
+
+from services.notifier import repository
+from services.notifier.directory import DirectoryUnavailable, KeysDirectory
+from services.notifier.mailer import Mailer, MailSession, Outcome
+from services.notifier.metrics import EMAILS_FAILED, EMAILS_SENT, SEND_LATENCY, UNRECORDED_WINDOW, threshold_label
+from services.notifier.rendering import Notice, Recipient, Renderer, message_id
+
+log = logging.getLogger(__name__)
+
+# A notice still undelivered this long after its key expired is dropped. The reaper's `deleted` event
+# normally cancels it first; until then a late notice still goes out (it says "expires today").
+EXPIRED_GRACE = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierContext:
+    pool: asyncpg.Pool
+    directory: KeysDirectory
+    mailer: Mailer
+    renderer: Renderer
+    # Who holds a claim: this process, unique across restarts.
+    owner: str
+    claim_timeout: timedelta
+    retry: tuple[timedelta, timedelta]
+    # Set at shutdown: a fan-out finishes the send in flight, then leaves the rest for later.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def work_notice(ctx: NotifierContext, row: asyncpg.Record) -> None:
+    key_id, threshold = row["key_id"], row["threshold_seconds"]
+    async with ctx.pool.acquire() as conn:
+        if await repository.is_deleted(conn, key_id):
+            await repository.cancel_key(conn, key_id, "the key was deleted", threshold)
+            return
+        if row["expires_at"] <= datetime.now(UTC) - EXPIRED_GRACE:
+            await repository.cancel_key(conn, key_id, "the key expired before the notice went out", threshold)
+            return
+        try:
+            fanout = _Fanout(ctx, conn, row)
+            await fanout.sync()
+            due = await repository.due_deliveries(conn, key_id, threshold, ctx.claim_timeout)
+            if due:
+                await fanout.send(due)
+        except DirectoryUnavailable as exc:
+            log.warning("notice %s/%s waits for the keys service: %s", key_id, threshold, exc)
+            await repository.reschedule_notice(conn, key_id, threshold, ctx.retry[0])
+            return
+        if await repository.finish_notice(conn, key_id, threshold, ctx.claim_timeout):
+            log.info("notice %s/%s done", key_id, threshold_label(threshold))
+
+
+class _Fanout:
+    def __init__(self, ctx: NotifierContext, conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+        self.ctx, self.conn, self.row = ctx, conn, row
+        self.key_id: UUID = row["key_id"]
+        self.threshold: int = row["threshold_seconds"]
+        self.label = threshold_label(self.threshold)
+        self.recipients: list[Recipient] = []
+        self.path: tuple[str, ...] | None = tuple(row["organization_path"]) if row["organization_path"] else None
+
+    async def sync(self) -> None:
+        """Aligns the ledger with the directory as it stands (a cached answer at most seconds old)."""
+        recipients = await self.ctx.directory.recipients(self.row["tenant_id"])
+        if recipients is self.recipients:
+            return
+        self.recipients = recipients
+        domain = self.ctx.renderer.domain
+        await repository.sync_recipients(
+            self.conn,
+            self.key_id,
+            self.threshold,
+            [
+                (r.username, r.email, r.display_name, message_id(self.key_id, self.threshold, r.username, domain))
+                for r in recipients
+            ],
+        )
+
+    async def notice(self) -> Notice:
+        if self.path is None:
+            self.path = await self.ctx.directory.organization_path(self.row["organization_id"])
+            if self.path:
+                await repository.set_organization_path(self.conn, self.key_id, self.threshold, list(self.path))
+        r = self.row
+        return Notice(
+            key_id=r["key_id"],
+            key_name=r["key_name"],
+            key_display=r["key_display"],
+            created_by=r["created_by"],
+            created_at=r["key_created_at"],
+            expires_at=r["expires_at"],
+            organization_id=r["organization_id"],
+            organization_path=self.path or (),
+            threshold_seconds=self.threshold,
+        )
+
+    async def send(self, due: list[str]) -> None:
+        notice = await self.notice()
+        async with self.ctx.mailer.session() as smtp:
+            for index, username in enumerate(due):
+                if self.ctx.stopping.is_set():
+                    return
+                await self.sync()
+                claimed = await repository.claim(
+                    self.conn, self.key_id, self.threshold, self.ctx.claim_timeout, username, self.ctx.owner
+                )
+                if claimed is None:
+                    continue
+                if not await self._send_one(smtp, notice, claimed):
+                    await repository.release(
+                        self.conn,
+                        self.key_id,
+                        self.threshold,
+                        due[index + 1 :],
+                        "not attempted: the SMTP connection failed",
+                        self.ctx.retry,
+                    )
+                    return
+
+    async def _send_one(self, smtp: MailSession, notice: Notice, claimed: asyncpg.Record) -> bool:
+        """Sends one claimed delivery and records the outcome; False when the connection is unusable."""
+        username = claimed["recipient"]
+        recipient = Recipient(username, claimed["email"], claimed["display_name"])
+        try:
+            message = self.ctx.renderer.render(notice, recipient)
+        except (ValueError, HeaderParseError) as exc:
+            await repository.mark_failed(
+                self.conn, self.key_id, self.threshold, username, self.ctx.owner, f"cannot address: {exc}"
+            )
+            EMAILS_FAILED.labels(self.label, "permanent").inc()
+            return True
+        except TemplateError as exc:
+            log.exception("the expiry templates fail to render")
+            await self._release(username, f"template error: {exc}")
+            return False
+        result = await smtp.send(message, recipient.email)
+        accepted = time.perf_counter()
+        if result.outcome is Outcome.SENT:
+            await self._record_sent(username, result.detail)
+            UNRECORDED_WINDOW.observe(time.perf_counter() - accepted)
+            SEND_LATENCY.observe(result.seconds)
+            EMAILS_SENT.labels(self.label).inc()
+            return True
+        if result.outcome is Outcome.PERMANENT:
+            await repository.mark_failed(
+                self.conn, self.key_id, self.threshold, username, self.ctx.owner, result.detail
+            )
+            EMAILS_FAILED.labels(self.label, "permanent").inc()
+            log.warning("expiry notice to %s refused for good: %s", recipient.email, result.detail)
+            return True
+        await self._release(username, result.detail)
+        EMAILS_FAILED.labels(self.label, "transient").inc()
+        log.warning("expiry notice to %s will be retried: %s", recipient.email, result.detail)
+        return result.connection_ok
+
+    async def _record_sent(self, username: str, response: str) -> None:
+        """The ledger must learn of an accepted message before the claim times out, or a copy follows:
+        a database hiccup here is retried on fresh connections for up to half the claim timeout."""
+        try:
+            await repository.mark_sent(self.conn, self.key_id, self.threshold, username, response)
+            return
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            log.warning("could not record a sent notice; retrying", exc_info=True)
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(self.ctx.claim_timeout.total_seconds() / 2),
+            wait=wait_exponential(multiplier=0.1, max=5),
+            before_sleep=before_sleep_log(log, logging.WARNING),
+            reraise=True,
+        ):
+            with attempt:
+                await repository.mark_sent(self.ctx.pool, self.key_id, self.threshold, username, response)
+
+    async def _release(self, username: str, error: str) -> None:
+        await repository.release(
+            self.conn, self.key_id, self.threshold, [username], error, self.ctx.retry, owner=self.ctx.owner
+        )

@@ -1,0 +1,127 @@
+"""Exactly one e-mail per (key, threshold, recipient): through redeliveries, crashes and replicas."""
+
+import asyncio
+import threading
+from collections import Counter
+
+import asyncpg
+import httpx
+
+from tests.integration.notifier.conftest import (
+    CLAIM_TIMEOUT_SECONDS,
+    Notifier,
+    Publisher,
+    Sink,
+    email_of,
+    expiring,
+    key_fields,
+    wait_for_notices,
+)
+
+
+def copies(sink: Sink, key_id: object) -> Counter[tuple[str, int]]:
+    return Counter((m.rcpt_tos[0], m.threshold) for m in sink.about(key_id))
+
+
+async def test_a_redelivered_event_sends_no_second_email(
+    publish: Publisher, sink: Sink, make_tenant, nf_pool: asyncpg.Pool, notifier: Notifier
+):
+    tenant = await make_tenant(admins=2)
+    fields = key_fields(tenant)
+    event = expiring(fields, 30)
+    await publish.event(event)
+    await publish.event(event)
+    sentinel = key_fields(tenant)
+    await publish.event(expiring(sentinel, 30))
+    await sink.wait_for(lambda: len(sink.about(sentinel["key_id"])) == 2)
+    await asyncio.sleep(0.5)
+    assert copies(sink, fields["key_id"]) == Counter({(email_of(a), 30 * 86400): 1 for a in tenant.admins})
+    assert await nf_pool.fetchval("SELECT count(*) FROM notifier.processed_events WHERE event_id = $1", event.id) == 1
+    async with httpx.AsyncClient(base_url=notifier.url) as client:
+        metrics = (await client.get("/metrics")).text
+    (dropped,) = [line for line in metrics.splitlines() if line.startswith("keyward_notifier_duplicate_events_total ")]
+    assert float(dropped.split()[1]) >= 1
+
+
+async def test_a_notifier_killed_in_the_middle_of_a_fanout_still_sends_exactly_one_email_each(
+    publish: Publisher, sink: Sink, make_tenant, notifier: Notifier, notices_api: httpx.AsyncClient
+):
+    tenant = await make_tenant(admins=50)
+    addresses = {email_of(a) for a in tenant.admins}
+    fields = key_fields(tenant, days=7)
+    killed = threading.Event()
+
+    def kill_during_the_21st_send(address: str) -> None:
+        # The notifier has claimed this delivery and waits for the server's answer: SIGKILL it right there.
+        accepted = sum(1 for m in sink.about(fields["key_id"]))
+        if address in addresses and accepted == 20 and not killed.is_set():
+            notifier.process.kill()
+            killed.set()
+
+    sink.handler.delay = 0.05
+    sink.handler.on_rcpt = kill_during_the_21st_send
+    await publish.event(expiring(fields, 7))
+    await sink.wait_for(killed.is_set)
+    assert len(sink.about(fields["key_id"])) == 20
+    sink.handler.on_rcpt = None
+
+    await notifier.restart()
+    # The crashed claim is retried once NOTICE_CLAIM_TIMEOUT has passed; the rest as soon as the lease lapses.
+    items = await wait_for_notices(
+        notices_api,
+        fields["key_id"],
+        lambda items: len(items) == 50 and all(i["status"] == "sent" for i in items),
+        timeout=CLAIM_TIMEOUT_SECONDS + 30,
+    )
+    await asyncio.sleep(0.5)
+    assert copies(sink, fields["key_id"]) == Counter({(a, 7 * 86400): 1 for a in addresses})
+    assert sorted(i["attempts"] for i in items) == [1] * 49 + [2]
+
+
+async def test_a_notifier_stopped_in_the_middle_of_a_fanout_finishes_the_send_in_flight_and_leaves_the_rest(
+    publish: Publisher, sink: Sink, make_tenant, notifier: Notifier, nf_pool: asyncpg.Pool
+):
+    tenant = await make_tenant(admins=20)
+    fields = key_fields(tenant, days=7)
+    sink.handler.delay = 0.1
+    await publish.event(expiring(fields, 7))
+    await sink.wait_for(lambda: len(sink.about(fields["key_id"])) >= 5)
+    stopping = asyncio.create_task(notifier.process.stop())
+    await asyncio.sleep(0.02)  # SIGTERM sent while a send waits for the slow server's answer
+    await stopping
+    states = await nf_pool.fetch(
+        "SELECT status, count(*) AS n FROM notifier.deliveries WHERE key_id = $1 GROUP BY status", fields["key_id"]
+    )
+    by_status = {r["status"]: r["n"] for r in states}
+    assert "sending" not in by_status, by_status
+    assert by_status["sent"] == len(sink.about(fields["key_id"])) < 20
+
+    await notifier.restart()
+    await sink.wait_for(lambda: len(sink.about(fields["key_id"])) == 20)
+    await asyncio.sleep(0.5)
+    assert copies(sink, fields["key_id"]) == Counter({(email_of(a), 7 * 86400): 1 for a in tenant.admins})
+
+
+async def test_two_notifier_replicas_never_send_a_duplicate(
+    publish: Publisher, sink: Sink, make_tenant, notifier: Notifier, nf_pool: asyncpg.Pool
+):
+    second = await notifier.replica()
+    try:
+        tenants = [await make_tenant(admins=12) for _ in range(6)]
+        # Slow enough that the work outlasts a poll of the second replica's sender: both take part.
+        sink.handler.delay = 0.05
+        keys = [key_fields(t) for t in tenants for _ in range(2)]
+        for fields in keys:
+            await publish.event(expiring(fields, 30))
+        expected = sum(len(t.admins) for t in tenants) * 2
+        await sink.wait_for(lambda: sum(len(sink.about(k["key_id"])) for k in keys) >= expected, timeout=60)
+        await asyncio.sleep(1.0)
+        for fields, tenant in zip(keys, [t for t in tenants for _ in range(2)], strict=True):
+            assert copies(sink, fields["key_id"]) == Counter({(email_of(a), 30 * 86400): 1 for a in tenant.admins})
+        owners = await nf_pool.fetchval(
+            "SELECT count(DISTINCT claimed_by) FROM notifier.deliveries WHERE key_id = ANY($1::uuid[])",
+            [k["key_id"] for k in keys],
+        )
+        assert owners == 2
+    finally:
+        await second.stop()

@@ -1,0 +1,119 @@
+"""SMTP outages, refused recipients and messages that cannot be handled."""
+
+import asyncio
+import os
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from shared.events import KeyExpiring
+from tests.integration.notifier.conftest import Publisher, Sink, email_of, expiring, key_fields, wait_for_notices
+
+
+async def test_every_email_arrives_once_the_smtp_server_is_back(
+    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+):
+    tenant = await make_tenant(admins=3)
+    fields = key_fields(tenant, days=14)
+    sink.stop()
+    await publish.event(expiring(fields, 14))
+    # Retried with backoff meanwhile (1s, then 2s at most in this world), each attempt recorded.
+    items = await wait_for_notices(
+        notices_api, fields["key_id"], lambda items: len(items) == 3 and all(i["attempts"] >= 2 for i in items)
+    )
+    assert {i["status"] for i in items} <= {"pending", "sending"}
+    assert all(i["last_error"] for i in items)
+
+    sink.start()
+    await sink.wait_for(lambda: len(sink.about(fields["key_id"])) == 3)
+    items = await wait_for_notices(
+        notices_api, fields["key_id"], lambda items: all(i["status"] == "sent" for i in items)
+    )
+    for admin in tenant.admins:
+        assert len(sink.to(email_of(admin), fields["key_id"])) == 1
+
+
+async def test_a_recipient_refused_for_good_is_recorded_as_failed_and_not_retried(
+    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+):
+    tenant = await make_tenant(admins=3)
+    refused = email_of(tenant.admins[1])
+    sink.handler.refuse[refused] = "550 5.1.1 No such user here"
+    fields = key_fields(tenant, days=3)
+    await publish.event(expiring(fields, 3))
+    items = await wait_for_notices(
+        notices_api,
+        fields["key_id"],
+        lambda items: len(items) == 3 and all(i["status"] in ("sent", "failed") for i in items),
+    )
+    (failed,) = [i for i in items if i["status"] == "failed"]
+    assert failed["recipient"] == refused
+    assert "550" in failed["last_error"]
+    assert failed["attempts"] == 1
+    await asyncio.sleep(2.5)  # longer than NOTICE_RETRY_MAX in this world: a retry would have happened
+    assert sink.handler.rcpts.count(refused) == 1
+    assert len(sink.about(fields["key_id"])) == 2
+
+
+async def test_a_recipient_refused_for_now_is_retried_until_accepted(
+    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+):
+    tenant = await make_tenant(admins=2)
+    busy = email_of(tenant.admins[0])
+    sink.handler.refuse[busy] = "452 4.2.2 Mailbox full, try later"
+    fields = key_fields(tenant, days=3)
+    await publish.event(expiring(fields, 3))
+    await sink.wait_for(lambda: len(sink.to(email_of(tenant.admins[1]), fields["key_id"])) == 1)
+    await wait_for_notices(notices_api, fields["key_id"], lambda items: any(i["attempts"] >= 2 for i in items))
+    del sink.handler.refuse[busy]
+    await sink.wait_for(lambda: len(sink.to(busy, fields["key_id"])) == 1)
+
+
+async def test_a_poison_message_goes_to_the_dead_letter_topic_and_consumption_goes_on(
+    publish: Publisher, sink: Sink, make_tenant, nf_topic: str
+):
+    tenant = await make_tenant(admins=1)
+    unreadable = key_fields(tenant)
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"poison-1"),
+        ("ce_type", KeyExpiring.type.encode()),
+        ("ce_source", b"/keyward/keys"),
+        ("ce_subject", str(unreadable["key_id"]).encode()),
+        ("ce_time", b"2030-01-01T00:00:00Z"),
+        ("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    ]
+    await publish.raw(str(tenant.id).encode(), b"{not json", headers)
+    # Decodes, but PostgreSQL refuses to store a NUL in text: the handler can never succeed.
+    unstorable = key_fields(tenant, name="nul\x00here")
+    unstorable_event = await publish.event(expiring(unstorable, 30))
+    healthy = key_fields(tenant)
+    await publish.event(expiring(healthy, 30))
+    await sink.wait_for(lambda: len(sink.about(healthy["key_id"])) == 1)
+    assert sink.about(unreadable["key_id"]) == sink.about(unstorable["key_id"]) == []
+
+    dead = await read_dead_letters(f"{nf_topic}.dlq", {"poison-1", unstorable_event.id})
+    assert dead["poison-1"]["traceparent"] == headers[-1][1]
+    assert dead["poison-1"]["ce_type"] == KeyExpiring.type.encode()
+    assert b"malformed" in dead["poison-1"]["dlq_error"]
+    assert b"CharacterNotInRepertoire" in dead[unstorable_event.id]["dlq_error"]
+
+
+async def read_dead_letters(topic: str, ids: set[str], timeout: float = 20.0) -> dict[str, dict[str, bytes]]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"], auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    found: dict[str, dict[str, bytes]] = {}
+    try:
+        async with asyncio.timeout(timeout):
+            async for message in consumer:
+                headers = dict(message.headers)
+                ce_id = headers.get("ce_id", b"").decode()
+                if ce_id in ids:
+                    found[ce_id] = headers
+                if set(found) == ids:
+                    return found
+    finally:
+        await consumer.stop()
+    return found

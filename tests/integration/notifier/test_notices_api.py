@@ -1,0 +1,72 @@
+"""The notices API the gateway reads: one key's notices, or many keys' at once; a service token required."""
+
+import os
+
+import httpx
+
+from shared.auth import parse_service_tokens
+from tests.integration.notifier.conftest import (
+    Notifier,
+    Publisher,
+    Sink,
+    email_of,
+    expiring,
+    key_fields,
+    wait_for_notices,
+)
+
+
+async def test_the_notices_of_a_key_list_threshold_recipient_status_and_sent_at(
+    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+):
+    tenant = await make_tenant(admins=2)
+    fields = key_fields(tenant)
+    await publish.event(expiring(fields, 30))
+    await publish.event(expiring(fields, 14))
+    items = await wait_for_notices(
+        notices_api, fields["key_id"], lambda items: len(items) == 4 and all(i["status"] == "sent" for i in items)
+    )
+    assert [(i["threshold"], i["recipient"]) for i in items] == [
+        (threshold, email_of(admin)) for threshold in ("30d", "14d") for admin in sorted(tenant.admins)
+    ]
+    first = items[0]
+    assert first["key_id"] == str(fields["key_id"])
+    assert first["threshold_seconds"] == 30 * 86400
+    assert first["username"] == sorted(tenant.admins)[0]
+    assert first["sent_at"] and first["attempts"] == 1 and first["last_error"] is None
+
+
+async def test_the_notices_of_many_keys_come_in_one_call(
+    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+):
+    tenant = await make_tenant(admins=1)
+    keys = [key_fields(tenant) for _ in range(3)]
+    for fields in keys:
+        await publish.event(expiring(fields, 30))
+    await sink.wait_for(lambda: all(sink.about(k["key_id"]) for k in keys))
+    await wait_for_notices(notices_api, keys[2]["key_id"], lambda items: items and items[0]["status"] == "sent")
+    wanted = [str(keys[0]["key_id"]), str(keys[2]["key_id"])]
+
+    by_post = await notices_api.post("/v1/notices/query", json={"key_ids": wanted})
+    by_get = await notices_api.get("/v1/notices", params=[("key_id", k) for k in wanted])
+    for response in (by_post, by_get):
+        assert response.status_code == 200, response.text
+        assert sorted(i["key_id"] for i in response.json()["items"]) == sorted(wanted)
+
+    unknown = await notices_api.post("/v1/notices/query", json={"key_ids": [str(key_fields(tenant)["key_id"])]})
+    assert unknown.json() == {"items": []}
+    assert (await notices_api.post("/v1/notices/query", json={"key_ids": []})).status_code == 422
+    assert (await notices_api.post("/v1/notices/query", json={"key_ids": ["nope"]})).status_code == 422
+    assert (await notices_api.post("/v1/notices/query", json={"key_ids": wanted * 300})).status_code == 422
+
+
+async def test_the_notices_need_a_token_of_a_service_allowed_to_read_them(notifier: Notifier, make_tenant):
+    path = f"/v1/keys/{key_fields(await make_tenant(admins=1))['key_id']}/notices"
+    reaper = parse_service_tokens(os.environ["SERVICE_TOKENS"])["reaper"]
+    async with httpx.AsyncClient(base_url=notifier.url) as client:
+        missing = await client.get(path)
+        wrong = await client.get(path, headers={"Authorization": "Bearer not-a-known-token-at-all"})
+        not_allowed = await client.get(path, headers={"Authorization": f"Bearer {reaper}"})
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.json()["error"]["code"] == "unauthorized"
+    assert not_allowed.status_code == 403

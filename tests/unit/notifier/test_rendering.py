@@ -1,0 +1,121 @@
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+from uuid import UUID
+
+from services.notifier.rendering import Notice, Recipient, Renderer, clear_date, in_words, message_id, one_line
+
+KEY_ID = UUID("5d0f3a5e-0b7e-4a59-9d6c-3f1c2b8e7a10")
+ORG_ID = UUID("a1b2c3d4-0000-4000-8000-000000000001")
+NOW = datetime(2026, 7, 7, 9, 30, tzinfo=UTC)
+HOSTILE = '<script>alert("x")</script>\r\nBcc: victim@example.org\n\x00\x1b[31m"quoted" \'single\' & more'
+
+
+def notice(name: str = "Front desk", path: tuple[str, ...] = ("Acme", "Sales")) -> Notice:
+    return Notice(
+        key_id=KEY_ID,
+        key_name=name,
+        key_display="kw_live_ab12…9f3c",
+        created_by="alice",
+        created_at=NOW - timedelta(days=358),
+        expires_at=NOW + timedelta(days=7),
+        organization_id=ORG_ID,
+        organization_path=path,
+        threshold_seconds=7 * 86400,
+    )
+
+
+def renderer(override: Path | None = None) -> Renderer:
+    return Renderer(
+        console_url="https://console.example.com/",
+        sender="Keyward <no-reply@keyward.example.com>",
+        override_dir=override,
+    )
+
+
+BOB = Recipient("bob", "bob@example.com", "Bob Builder")
+
+
+def parts(name: str = "Front desk", path: tuple[str, ...] = ("Acme", "Sales")) -> tuple[object, str, str]:
+    sent = renderer().render(notice(name, path), BOB, now=NOW)
+    # What the SMTP server receives, parsed back.
+    message = message_from_bytes(sent.as_bytes(), policy=default)
+    return message, message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()
+
+
+def test_the_subject_names_the_key_its_organization_and_the_days_left():
+    message, _, _ = parts()
+    assert message["Subject"] == '[Keyward] API key "Front desk" of Sales expires in 7 days'
+
+
+def test_the_body_gives_the_date_the_organization_path_the_creator_and_both_links():
+    _, text, html = parts()
+    for body in (text, html):
+        assert "Tuesday, 14 July 2026 at 09:30 UTC" in body
+        assert "Acme / Sales" in body
+        assert "alice" in body
+        assert f"https://console.example.com/keys/{KEY_ID}" in body
+    assert f"https://console.example.com/keys/new?organization_id={ORG_ID}&replaces={KEY_ID}" in text
+    assert f"https://console.example.com/keys/new?organization_id={ORG_ID}&amp;replaces={KEY_ID}" in html
+
+
+def test_the_email_is_html_with_a_plain_text_alternative_to_one_recipient():
+    message, _, _ = parts()
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert message["To"] == "Bob Builder <bob@example.com>"
+    assert message["Auto-Submitted"] == "auto-generated"
+
+
+def test_a_hostile_key_name_cannot_add_a_header_to_the_subject():
+    message, _, _ = parts(HOSTILE, ("Acme\r\nX-Evil: 1", "<b>Sales</b>"))
+    subject = message["Subject"]
+    assert message["Bcc"] is None and message["X-Evil"] is None
+    assert not any(ch in subject for ch in "\r\n\x00\x1b")
+    assert subject.startswith('[Keyward] API key "<script>alert("x")</script> Bcc: victim@example.org [31m"quoted"')
+
+
+def test_a_hostile_key_name_is_escaped_in_the_html():
+    _, text, html = parts(HOSTILE, ("Acme", '<b onmouseover="x">Sales</b>'))
+    assert "<script>" not in html and "<b onmouseover" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert "&#34;quoted&#34; &#39;single&#39; &amp; more" in html
+    assert "&lt;b onmouseover=&#34;x&#34;&gt;Sales&lt;/b&gt;" in html
+    assert "\x00" not in text and "\x1b" not in text
+
+
+def test_an_unknown_organization_still_gives_a_readable_email():
+    message, text, _ = parts(path=())
+    assert message["Subject"] == '[Keyward] API key "Front desk" expires in 7 days'
+    assert "Organization:  (unknown)" in text
+
+
+def test_the_message_id_is_the_same_for_every_attempt_and_differs_per_threshold_and_recipient():
+    first = message_id(KEY_ID, 604800, "bob", "keyward.example.com")
+    assert first == message_id(KEY_ID, 604800, "bob", "keyward.example.com")
+    assert first != message_id(KEY_ID, 259200, "bob", "keyward.example.com")
+    assert first != message_id(KEY_ID, 604800, "carol", "keyward.example.com")
+    assert first.startswith("<expiry.") and first.endswith("@keyward.example.com>")
+    assert renderer().render(notice(), BOB, now=NOW)["Message-ID"] == first
+
+
+def test_a_brand_folder_overrides_the_built_in_templates_file_by_file(tmp_path: Path):
+    (tmp_path / "brand.json").write_text(
+        '{"name": "Acme Voice", "subject_prefix": "[Acme Voice]", "accent_color": "#ff6600", "logo_url": "",'
+        ' "signature": "Acme Voice ops", "support_email": "help@acme.example", "footer": "Acme footer."}'
+    )
+    sent = renderer(tmp_path).render(notice(), BOB, now=NOW)
+    html = sent.get_body(("html",)).get_content()
+    assert sent["Subject"].startswith("[Acme Voice] API key")
+    assert "#ff6600" in html and "help@acme.example" in html and "Acme footer." in html
+
+
+def test_days_left_read_naturally():
+    assert [in_words(d) for d in (0, 1, 14)] == ["today", "in 1 day", "in 14 days"]
+    assert clear_date(datetime(2026, 1, 1, 0, 5, tzinfo=UTC)) == "Thursday, 1 January 2026 at 00:05 UTC"
+
+
+def test_one_line_strips_control_characters_and_cuts_long_text():
+    assert one_line("a\r\nb\tc\x00d\u2028e") == "a b c d e"
+    assert one_line("x" * 300, 10) == "xxxxxxxxx…"
