@@ -16,3 +16,4 @@ import logging  # noqa: E402
 
 # Every request would be logged at INFO by the HTTP client; failures show what matters without it.
 logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("mail.log").setLevel(logging.WARNING)

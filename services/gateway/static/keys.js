@@ -51,10 +51,17 @@ async function load({ append = false, limit = PAGE, fresh = null } = {}) {
 }
 
 function render(items, append, isFresh) {
+  // A live refresh re-renders the rows: keep the keyboard where it was (same key, same control).
+  const focused = rows.contains(document.activeElement) ? document.activeElement : null;
+  const focusedRow = focused?.closest("tr")?.dataset.id;
+  const focusedControl = focused ? [...focused.classList].find((c) => c === "row-check" || c === "actions-button") : null;
   if (!append) rows.replaceChildren();
   const fragment = document.createDocumentFragment();
   for (const item of items) fragment.append(row(item, isFresh(item.id)));
   rows.append(fragment);
+  if (focusedRow && focusedControl && !append) {
+    rows.querySelector(`tr[data-id="${CSS.escape(focusedRow)}"] .${focusedControl}`)?.focus();
+  }
   const empty = state.items.length === 0;
   $("empty").hidden = !empty;
   $("empty-hint").textContent = state.q ? `Nothing matches “${state.q}”.` : "Create one with New in the toolbar.";
