@@ -67,3 +67,18 @@ async def test_a_system_administrator_sees_every_tenants_keys(context: BrowserCo
     await search(page, tag)
     assert await names(page) == [f"{tag} acme", f"{tag} globex"]
     await expect(row(page, f"{tag} globex").locator(".col-org")).to_have_text("North Campus")
+
+
+async def test_a_live_update_leaves_unchanged_rows_alone(context: BrowserContext, stack: Stack):
+    tag = unique("steady").split()[1]
+    await create_key(stack, "acme-admin", "Cardiology", f"{tag} first")
+    page = await sign_in(context, "acme-admin")
+    await search(page, tag)
+    await expect(page.locator("#rows .key-name")).to_have_text([f"{tag} first"])
+    # Mark the row element itself: a re-render would replace it and lose the mark.
+    await page.locator("#rows tr").first.evaluate("tr => { tr.steady = true; }")
+    await page.get_by_role("checkbox", name=f"Select {tag} first").focus()
+    await create_key(stack, "acme-ops", "Cardiology", f"{tag} second")
+    await expect(page.locator("#rows .key-name")).to_have_text([f"{tag} first", f"{tag} second"], timeout=15_000)
+    assert await page.locator("#rows tr").first.evaluate("tr => tr.steady === true")
+    await expect(page.get_by_role("checkbox", name=f"Select {tag} first")).to_be_focused()

@@ -55,11 +55,14 @@ function render(items, append, isFresh) {
   const focused = rows.contains(document.activeElement) ? document.activeElement : null;
   const focusedRow = focused?.closest("tr")?.dataset.id;
   const focusedControl = focused ? [...focused.classList].find((c) => c === "row-check" || c === "actions-button") : null;
-  if (!append) rows.replaceChildren();
-  const fragment = document.createDocumentFragment();
-  for (const item of items) fragment.append(row(item, isFresh(item.id)));
-  rows.append(fragment);
-  if (focusedRow && focusedControl && !append) {
+  if (append) {
+    const fragment = document.createDocumentFragment();
+    for (const item of items) fragment.append(row(item, isFresh(item.id)));
+    rows.append(fragment);
+  } else {
+    reconcile(items, isFresh);
+  }
+  if (focusedRow && focusedControl && !append && document.activeElement !== focused) {
     rows.querySelector(`tr[data-id="${CSS.escape(focusedRow)}"] .${focusedControl}`)?.focus();
   }
   const empty = state.items.length === 0;
@@ -71,9 +74,28 @@ function render(items, append, isFresh) {
   updateSelection();
 }
 
+// Rows whose key is unchanged are kept as they are, so a live refresh never pulls a row from under the
+// pointer or the keyboard; only new, changed or moved rows are touched.
+function reconcile(items, isFresh) {
+  const existing = new Map([...rows.children].map((tr) => [tr.dataset.id, tr]));
+  items.forEach((item, index) => {
+    const signature = JSON.stringify(item);
+    let tr = existing.get(item.id);
+    if (!tr || tr.dataset.signature !== signature) {
+      const replacement = row(item, isFresh(item.id));
+      if (tr) tr.replaceWith(replacement);
+      tr = replacement;
+    }
+    existing.delete(item.id);
+    if (rows.children[index] !== tr) rows.insertBefore(tr, rows.children[index] || null);
+  });
+  for (const stale of existing.values()) stale.remove();
+}
+
 function row(item, fresh) {
   const tr = template.content.firstElementChild.cloneNode(true);
   tr.dataset.id = item.id;
+  tr.dataset.signature = JSON.stringify(item);
   if (fresh) tr.classList.add("fresh");
   const name = tr.querySelector(".key-name");
   name.textContent = item.name;
