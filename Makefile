@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 ENV := set -a && . deploy/local/dev.env && set +a &&
 PYTEST := $(ENV) $(PY) -m pytest
 
-.PHONY: deploy-check help install stack-up stack-down stack-status migrate seed run test test-unit test-integration test-e2e lint fmt bench clean
+.PHONY: bench-full deploy-check help install stack-up stack-down stack-status migrate seed run test test-unit test-integration test-e2e lint fmt bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,7 +56,7 @@ test-e2e: $(STAMP) stack-up ## end-to-end tests: the services as processes, Chro
 lint: $(STAMP) ## ruff format --check, ruff check, mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy shared services
+	$(VENV)/bin/mypy shared services bench
 
 fmt: $(STAMP) ## format the code
 	$(VENV)/bin/ruff format .
@@ -64,6 +64,9 @@ fmt: $(STAMP) ## format the code
 
 bench: $(STAMP) stack-up ## quick benchmarks (ratios against baselines measured in the same run)
 	$(ENV) $(PY) -m bench --quick
+
+bench-full: $(STAMP) stack-up ## the benchmarks at the sizes of issue 6 (about eight minutes)
+	$(ENV) $(PY) -m bench --full
 
 deploy-check: $(STAMP) ## render every kustomize overlay and list what it creates
 	PY=$(PY) bash deploy/tools/deploy-check.sh

@@ -1,0 +1,29 @@
+"""`python -m bench.bare`: the verify baseline, a bare FastAPI endpoint answering a constant.
+
+Served by the same `shared.serve.serve` as every Keyward service (same uvicorn host, log level, no access
+log), so the only difference measured is what the keys service does per request.
+"""
+
+import os
+
+from fastapi import FastAPI
+
+from shared.serve import serve
+from shared.settings import ServiceSettings
+
+app = FastAPI()
+ANSWER = {"valid": True}
+
+
+@app.post("/v1/keys/verify")
+async def verify() -> dict[str, bool]:
+    return ANSWER
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+if __name__ == "__main__":
+    serve(app, ServiceSettings(), int(os.environ["PORT"]))

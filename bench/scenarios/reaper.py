@@ -1,0 +1,146 @@
+"""Scenario 6: keys all expiring in the same second, gone within 60 s, and verify's p99 meanwhile.
+
+The keys are COPYed to expire one second after an instant T a little ahead; the keys service and the
+reaper (defaults: REAPER_INTERVAL 60 s, batches of 1000, 2 callers) start after the load, so the reaper's
+first pass learns T from expiry-status, as it would have from the keys' `created` events. `bench.pacer`
+verifies keys at a steady rate in its own process: before T (idle), then from T until the keys are gone
+and their `deleted` events relayed; the two p99s are compared.
+"""
+
+import asyncio
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from bench import data
+from bench.profile import profiled
+from bench.report import Check, Result
+from bench.stack import CpuMeter, Process, fresh_topic, running
+from bench.world import Bench
+
+VERIFY_RATE = 200  # verifications a second, well under what the service serves: latency, not throughput
+SMALLEST_THRESHOLD = 86400  # announced already: the watcher stays quiet, as for keys announced days ago
+
+
+async def _pacer(url: str, keys_file: Path, seconds: float, samples: Path | None = None) -> asyncio.subprocess.Process:
+    env = {**os.environ, "PACER_SAMPLES": str(samples)} if samples else None
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.pacer",
+        "verify",
+        url,
+        str(VERIFY_RATE),
+        str(seconds),
+        str(keys_file),
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+
+
+async def _report(pacer: asyncio.subprocess.Process) -> dict[str, Any]:
+    out, _ = await pacer.communicate()
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def _phases(samples: Path, first: float, gone: float, relayed: float) -> dict[str, float | None]:
+    """Verify's p99 while keys are being deleted, then while their events are relayed, then after."""
+    bounds = {"deleting": (first, gone), "relaying": (gone, relayed), "after": (relayed, float("inf"))}
+    rows = [tuple(map(float, line.split())) for line in samples.read_text().splitlines()]
+    out: dict[str, float | None] = {}
+    for name, (start, end) in bounds.items():
+        values = sorted(ms for due, ms in rows if start <= due < end)
+        out[name] = round(values[max(0, int(len(values) * 0.99) - 1)], 1) if values else None
+    return out
+
+
+async def run(b: Bench) -> list[Result]:
+    if importlib.util.find_spec("services.reaper.__main__") is None:
+        return [Result(6, "reaper", skipped="services/reaper is not there yet")]
+    count, probe = b.sizes.reaper_keys, b.sizes.reaper_probe_seconds
+    keys_file = b.workdir / "verify-keys.txt"
+    keys_file.write_text("\n".join(b.verify_keys) + "\n")
+    topic = await fresh_topic()
+    # Ahead by the load (at least 2,500 keys/s with the indexes in place), two process starts and the idle probe.
+    first = datetime.now(UTC) + timedelta(seconds=count / 2500 + probe + 8)
+    window = (first, first + timedelta(seconds=1))
+    await data.load_keys(
+        b.dsn,
+        [o for o in b.orgs if o.depth >= 1],
+        count,
+        first=b.loaded,
+        prefix=f"reap{b.loaded}-",
+        lifetime=365 * 86400,
+        noticed=SMALLEST_THRESHOLD,
+        expires_at=first,
+    )
+    b.loaded += count
+    conn = await b.connect()
+    try:
+        await conn.execute("ANALYZE keys.api_keys")
+        env = b.service_env(KAFKA_TOPIC=topic)
+        async with running(Process.service("keys", env)) as keys:
+            reaper = Process.service(
+                "reaper", {**env, "KEYS_URL": keys.url, "REAPER_CONSUMER_GROUP": f"bench-reaper-{uuid4().hex[:8]}"}
+            )
+            async with running(reaper):
+                left = (first - datetime.now(UTC)).total_seconds()
+                if left < 2:
+                    raise RuntimeError(f"the load took too long: the keys expire {left:.1f} s from now")
+                idle = await _report(await _pacer(keys.url, keys_file, min(probe, left - 1)))
+                await asyncio.sleep(max(0.0, (first - datetime.now(UTC)).total_seconds()))
+                samples = b.workdir / "reaper-verify-samples.txt"
+                during_pacer = await _pacer(keys.url, keys_file, 300, samples)
+                cpu = CpuMeter(keys=[keys.pid], reaper=[reaper.pid]).start()
+                async with profiled(keys.pid, "reaper-keys"):
+                    deadline = time.monotonic() + 300
+                    while await conn.fetchval(
+                        "SELECT count(*) FROM keys.api_keys WHERE expires_at >= $1 AND expires_at <= $2", *window
+                    ):
+                        if time.monotonic() > deadline:
+                            raise TimeoutError("the expired keys were not all deleted in 300 s")
+                        await asyncio.sleep(0.1)
+                    gone = datetime.now(UTC)
+                    # Polling the database: there is nothing to wait on.
+                    while await conn.fetchval("SELECT count(*) FROM keys.outbox WHERE sent_at IS NULL"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
+                    relayed = datetime.now(UTC)
+                    cpu_use = cpu.stop()
+                await asyncio.sleep(1)  # a little of the aftermath too
+                during_pacer.send_signal(signal.SIGINT)
+                during = await _report(during_pacer)
+    finally:
+        await conn.close()
+    seconds = (gone - first).total_seconds()
+    phases = _phases(samples, first.timestamp(), gone.timestamp(), relayed.timestamp())
+    ratio = during["p99_ms"] / idle["p99_ms"]
+    return [
+        Result(
+            6,
+            "reaper",
+            figures={
+                "keys": count,
+                "gone_seconds_after_first_expiry": round(seconds, 2),
+                "deleted_events_relayed_after": round((relayed - first).total_seconds(), 2),
+                "verify_during": during,
+                "cpu_while_reaping": cpu_use,
+                "verify_p99_ms_by_phase": phases,
+            },
+            baseline={"verify_idle": idle},
+            ratio=ratio,
+            checks=[Check("gone_seconds", seconds, "<=", 60), Check("verify_p99_vs_idle", ratio, "<=", 2)],
+            headline=f"{count:,} gone in {seconds:.1f} s; verify p99 {during['p99_ms']:.0f} ms",
+            base_headline=f"verify p99 {idle['p99_ms']:.1f} ms idle",
+            notes=[
+                f"verify at a steady {VERIFY_RATE}/s (open loop, latency from when each request was due); "
+                "'during' runs from the expiry until the deleted events are relayed, plus 1 s"
+            ],
+        )
+    ]

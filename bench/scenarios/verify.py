@@ -1,0 +1,112 @@
+"""Scenario 1: verify's throughput and latency against a bare FastAPI endpoint, same uvicorn, same wrk.
+
+Both servers run side by side and are loaded in alternating rounds, so a neighbour's burst on this shared
+two-core machine hits both alike; each figure is the median over the rounds.
+"""
+
+import os
+import statistics
+from dataclasses import dataclass
+
+import httpx
+
+from bench import wrk
+from bench.profile import profiled
+from bench.report import Check, Result
+from bench.stack import CpuMeter, Process, running
+from bench.world import Bench
+
+CONNECTIONS = 64
+WARMUP_SECONDS = 2
+
+
+async def _round(b: Bench, process: Process, keys_file: str, seconds: float) -> wrk.WrkResult:
+    url = f"{process.url}/v1/keys/verify"
+    return await wrk.run(url, "verify.lua", [keys_file, b.tokens["voice"]], seconds=seconds, connections=CONNECTIONS)
+
+
+async def _check_answers(b: Bench, process: Process) -> None:
+    """The load is real: these keys verify as valid (wrk sees status codes only, not bodies)."""
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {b.tokens['voice']}"}) as client:
+        for key in b.verify_keys[:: max(1, len(b.verify_keys) // 20)]:
+            answer = (await client.post(f"{process.url}/v1/keys/verify", json={"key": key})).json()
+            if answer.get("valid") is not True:
+                raise RuntimeError(f"a loaded key does not verify: {answer}")
+
+
+def median_figures(runs: list[wrk.WrkResult]) -> dict[str, float]:
+    figures = [r.figures() for r in runs]
+    merged = {name: round(statistics.median(f[name] for f in figures), 2) for name in figures[0]}
+    merged["requests"] = sum(r.requests for r in runs)
+    merged["errors"] = sum(r.errors for r in runs)
+    merged["non_2xx"] = sum(r.non_2xx for r in runs)
+    return merged
+
+
+@dataclass
+class Comparison:
+    service: dict[str, float]
+    bare: dict[str, float]
+    ratio: float
+    ratios: list[float]
+    cpu: dict[str, float]
+
+
+async def measure(b: Bench, service: Process, keys_file: str, rounds: int, seconds: float) -> Comparison:
+    """Alternating rounds of bare then service; returns both medians and the median per-round ratio."""
+    async with running(Process("bare", ["-m", "bench.bare"], {})) as bare:
+        for process in (bare, service):
+            await _round(b, process, keys_file, WARMUP_SECONDS)
+        base_runs, service_runs, cpu = [], [], []
+        for n in range(rounds):
+            base_runs.append(await _round(b, bare, keys_file, seconds))
+            meter = CpuMeter(service=[service.pid]).start()
+            async with profiled(service.pid, f"verify-keys-{n}"):
+                service_runs.append(await _round(b, service, keys_file, seconds))
+            cpu.append(meter.stop())
+    ratios = [s.rps / r.rps for s, r in zip(service_runs, base_runs, strict=True)]
+    return Comparison(
+        service=median_figures(service_runs),
+        bare=median_figures(base_runs),
+        ratio=statistics.median(ratios),
+        ratios=[round(r, 3) for r in ratios],
+        cpu={name: statistics.median(c[name] for c in cpu) for name in cpu[0]},
+    )
+
+
+async def run(b: Bench) -> list[Result]:
+    keys_file = b.workdir / "verify-keys.txt"
+    keys_file.write_text("\n".join(b.verify_keys) + "\n")
+    rounds = 3 if b.sizes.mode == "quick" else 5
+    load_before = os.getloadavg()[0]
+    async with running(b.keys_process()) as keys:
+        await _check_answers(b, keys)
+        m = await measure(b, keys, str(keys_file), rounds, b.sizes.verify_seconds / rounds)
+    service, bare, ratio = m.service, m.bare, m.ratio
+    result = Result(
+        1,
+        "verify",
+        figures={
+            **service,
+            "table_keys": len(b.verify_keys),
+            "connections": CONNECTIONS,
+            "round_ratios": m.ratios,
+            **m.cpu,
+        },
+        baseline=bare,
+        ratio=ratio,
+        checks=[Check("ratio", ratio, ">=", 0.6), Check("p99_ms", service["p99_ms"], "<=", 10)],
+        headline=f"{service['requests_per_second']:,.0f} req/s, p99 {service['p99_ms']:.1f} ms",
+        base_headline=f"{bare['requests_per_second']:,.0f} req/s, p99 {bare['p99_ms']:.1f} ms",
+    )
+    rps = service["requests_per_second"]
+    # Little's law: a closed loop of 64 connections on a saturated server waits 64/rps on average.
+    result.notes.append(
+        f"closed loop, {CONNECTIONS} connections: mean latency is bound to {CONNECTIONS}/rps = "
+        f"{1000 * CONNECTIONS / rps:.1f} ms for the service, "
+        f"{1000 * CONNECTIONS / bare['requests_per_second']:.1f} ms for the bare endpoint"
+    )
+    result.notes.append(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores)")
+    if service["errors"] or service["non_2xx"]:
+        result.notes.append(f"{service['errors']} socket errors and {service['non_2xx']} non-2xx answers")
+    return [result]

@@ -1,0 +1,208 @@
+"""The bench's own database, topic and processes on the local stack; nothing shared is touched."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+from uuid import uuid4
+
+import asyncpg
+import httpx
+
+from bench.settings import ROOT
+from shared.kafka import ensure_topics
+from shared.migrate import migrate_all
+
+# `--env NAME=VALUE`: added to every service process's environment, to measure a setting or a fix.
+EXTRA_ENV: dict[str, str] = {}
+# Processes whose log shows the broker refusing connections: someone restarted Kafka during the run.
+KAFKA_OUTAGES: list[str] = []
+KAFKA_DOWN = "Unable connect to node"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """CREATE DATABASE kw_bench_<random>, every service's migrations, DROP at the end."""
+    base = os.environ["DATABASE_URL"]
+    name = f"kw_bench_{uuid4().hex[:10]}"
+    admin = await asyncpg.connect(base)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+    try:
+        await migrate_all(url, [])
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+TOPICS: list[str] = []
+# Each process's output, kept for a look after the run; emptied when the next run starts.
+LOGS = Path(tempfile.gettempdir()) / "keyward-bench-logs"
+
+
+async def fresh_topic() -> str:
+    """A topic of this run (3 partitions, as the tests use); all of them are deleted at the end."""
+    name = f"apikeys.lifecycle.bench-{uuid4().hex[:10]}"
+    await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {name: 3})
+    TOPICS.append(name)
+    return name
+
+
+class Process:
+    """`python -m <module> serve` (or any argv) on a free port, logging to a file; answers /healthz when up."""
+
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], port: int | None = None, *, http: bool = True
+    ) -> None:
+        self.name = name
+        # Ready when /healthz answers 200, or (not http) when the port accepts a connection.
+        self.http = http
+        self.port = port or free_port()
+        self.argv = argv
+        self.env = {**os.environ, **env, "PORT": str(self.port), "LOG_FORMAT": "text"}
+        self.process: subprocess.Popen[bytes] | None = None
+        LOGS.mkdir(exist_ok=True)
+        self.log_path = LOGS / f"{name}-{self.port}.log"
+
+    @classmethod
+    def service(cls, name: str, env: dict[str, str]) -> "Process":
+        return cls(name, ["-m", f"services.{name}", "serve"], {**env, **EXTRA_ENV})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def start(self, timeout: float = 60.0, poll: float = 0.1) -> "Process":
+        with self.log_path.open("wb") as log:
+            # Popen, not asyncio's: kill()/poll() must work outside the loop too, and starting is instant.
+            self.process = subprocess.Popen(  # noqa: ASYNC220
+                [sys.executable, *self.argv], cwd=ROOT, env=self.env, stdout=log, stderr=log
+            )
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with httpx.AsyncClient() as client:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}: {self.log_tail()}")
+                try:
+                    if not self.http:
+                        _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                        writer.close()
+                        return self
+                    if (await client.get(f"{self.url}/healthz", timeout=1)).status_code == 200:
+                        return self
+                except (httpx.HTTPError, OSError):
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"{self.name} did not answer /healthz: {self.log_tail()}")
+                await asyncio.sleep(poll)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        if KAFKA_DOWN in self.log_tail(100_000):
+            KAFKA_OUTAGES.append(self.name)
+        self.process.send_signal(signal.SIGTERM)
+        for _ in range(int(timeout * 10)):
+            if self.process.poll() is not None:
+                return
+            await asyncio.sleep(0.1)
+        self.process.kill()
+        self.process.wait(5)
+
+    def status(self, field: str) -> int:
+        """A /proc/<pid>/status figure in kB, e.g. VmHWM (peak resident memory)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise LookupError(field)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@asynccontextmanager
+async def running(process: Process) -> AsyncIterator[Process]:
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.stop()
+
+
+async def delete_topics() -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+    await admin.start()
+    try:
+        await admin.delete_topics(TOPICS)
+    finally:
+        await admin.close()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (those that have exited count nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL process on this machine (the stack's server and its backends)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+class CpuMeter:
+    """CPU used by named groups of processes between start() and stop(), as % of one core."""
+
+    def __init__(self, **groups: list[int]) -> None:
+        self.groups = groups
+        self.started: dict[str, float] = {}
+        self.wall = 0.0
+
+    def start(self) -> "CpuMeter":
+        self.groups.setdefault("postgres", postgres_pids())
+        self.started = {name: cpu_seconds(pids) for name, pids in self.groups.items()}
+        self.wall = time.monotonic()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        wall = time.monotonic() - self.wall
+        used = {name: cpu_seconds(pids) - self.started[name] for name, pids in self.groups.items()}
+        return {f"{name}_cpu_pct": round(100 * seconds / wall, 1) for name, seconds in used.items()}
