@@ -30,7 +30,7 @@ class Actor:
         return self.role == "customer_administrator"
 
 
-def calling_service(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+async def calling_service(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
     tokens: ServiceTokens = request.app.state.service_tokens
     service = tokens.service_for(authorization)
     if service is None:
@@ -72,7 +72,7 @@ async def acting_admin(
 CurrentActor = Annotated[Actor, Depends(acting_admin)]
 
 
-def key_manager(actor: CurrentActor) -> Actor:
+async def key_manager(actor: CurrentActor) -> Actor:
     if not actor.manages_keys:
         raise ApiError(403, "only customer administrators manage API keys")
     return actor

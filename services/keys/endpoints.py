@@ -35,7 +35,7 @@ async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-def keys_context(request: Request) -> KeysContext:
+async def keys_context(request: Request) -> KeysContext:
     return request.app.state.keys
 
 
@@ -45,7 +45,7 @@ Ctx = Annotated[KeysContext, Depends(keys_context)]
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 
-def list_query(
+async def list_query(
     organization_id: UUID | None = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     sort: str = "name",
@@ -65,12 +65,12 @@ Listing = Annotated[ListQuery, Depends(list_query)]
 
 
 @router.post("/verify", response_model=VerifyResponse, response_model_exclude_none=True)
-async def verify(body: VerifyRequest, _: Service, ctx: Ctx) -> VerifyResponse:
+async def verify(body: VerifyRequest, _: Service, ctx: Ctx) -> Response:
     """Checks a key presented by a voice client; the same answer shape for every invalid key."""
-    return await service.verify(ctx, body.key)
+    return Response(await service.verify(ctx, body.key), media_type="application/json")
 
 
-def reaper(service_name: Service, request: Request) -> str:
+async def reaper(service_name: Service, request: Request) -> str:
     if service_name not in request.app.state.settings.reaper_services:
         raise ApiError(403, "this service may not delete expired keys")
     return service_name
