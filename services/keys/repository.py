@@ -134,9 +134,32 @@ async def list_keys(
     )
 
 
-async def count_keys(conn: asyncpg.Connection, *, subtree: str | None, q: str | None) -> int:
+async def count_keys(conn: asyncpg.Connection, *, subtree: str | None) -> int:
+    """Live keys at and below `subtree`: the kept per-organization counts, less the expired keys the reaper
+    has not removed yet (a handful at most, found through the expiry index)."""
+    orgs = Where().add("o.path <@ ?::ltree", subtree) if subtree else Where()
+    expired = Where("expires_at <= now()").reach(subtree)
+    kept = await conn.fetchval(
+        f"""
+        SELECT coalesce(sum(c.keys), 0) FROM keys.organization_key_counts c
+        JOIN keys.organizations o ON o.id = c.organization_id
+        WHERE {orgs.sql}
+        """,
+        *orgs.args,
+    )
+    gone = await conn.fetchval(f"SELECT count(*) FROM keys.api_keys WHERE {expired.sql}", *expired.args)
+    return int(kept) - int(gone)
+
+
+async def count_matches(conn: asyncpg.Connection, *, subtree: str | None, q: str, cap: int) -> int:
+    """How many live keys match a search, counting no further than `cap`."""
     where = Where(LIVE).reach(subtree).search(q)
-    return int(await conn.fetchval(f"SELECT count(*) FROM keys.api_keys WHERE {where.sql}", *where.args))
+    return int(
+        await conn.fetchval(
+            f"SELECT count(*) FROM (SELECT 1 FROM keys.api_keys WHERE {where.sql} LIMIT {where.param(cap)}) m",
+            *where.args,
+        )
+    )
 
 
 async def export_rows(

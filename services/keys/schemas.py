@@ -52,7 +52,8 @@ class KeyUpdate(BaseModel):
 class KeyPage(BaseModel):
     items: list[Key]
     next_cursor: str | None
-    total: int
+    total: int = Field(description="Keys the filter matches; for a search, at most 1,000 (see total_exact)")
+    total_exact: bool = Field(True, description="False when a search matched more than `total` keys")
 
 
 class BulkDelete(BaseModel):

@@ -25,6 +25,8 @@ from shared.events import CloudEvent, DeleteReason, KeyCreated, KeyDeleted, KeyU
 INVALID_JSON = orjson.dumps({"valid": False})
 # Bound once: the verify path does no label lookups.
 _OUTCOMES = {o: VERIFY_OUTCOMES.labels(o) for o in ("malformed", "unknown", "expired", "valid")}
+# A search's total is counted up to here: past it the list says "1,000+" instead of scanning every match.
+SEARCH_COUNT_CAP = 1000
 _NAME_TAKEN = ("an API key with this name already exists in this organization", {"name": "already taken"})
 
 
@@ -167,10 +169,15 @@ async def list_keys(conn: asyncpg.Connection, actor: Actor, query: ListQuery) ->
         after=after,
         limit=query.limit + 1,
     )
-    total = await repository.count_keys(conn, subtree=subtree, q=q)
+    if q:
+        total = await repository.count_matches(conn, subtree=subtree, q=q, cap=SEARCH_COUNT_CAP + 1)
+        exact = total <= SEARCH_COUNT_CAP
+        total = min(total, SEARCH_COUNT_CAP)
+    else:
+        total, exact = await repository.count_keys(conn, subtree=subtree), True
     page = rows[: query.limit]
     next_cursor = encode_cursor(query, page[-1]) if len(rows) > query.limit else None
-    return KeyPage(items=[_key(r) for r in page], next_cursor=next_cursor, total=total)
+    return KeyPage(items=[_key(r) for r in page], next_cursor=next_cursor, total=total, total_exact=exact)
 
 
 async def export_keys(pool: asyncpg.Pool, ctx: KeysContext, actor: Actor, query: ListQuery) -> AsyncIterator[bytes]:

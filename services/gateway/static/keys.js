@@ -33,6 +33,7 @@ async function load({ append = false, limit = PAGE, fresh = null } = {}) {
     state.items = append ? state.items.concat(page.items) : page.items;
     state.cursor = page.next_cursor;
     state.total = page.total;
+    state.totalExact = page.total_exact !== false;
     const present = new Set(state.items.map((k) => k.id));
     for (const id of [...state.selected]) if (!present.has(id)) state.selected.delete(id);
     render(append ? page.items : state.items, append, fresh ? (id) => fresh && !known.has(id) : () => false);
@@ -70,7 +71,7 @@ function render(items, append, isFresh) {
   $("empty-hint").textContent = state.q ? `Nothing matches “${state.q}”.` : "Create one with New in the toolbar.";
   $("load-more").hidden = !state.cursor;
   $("list-status").textContent = empty ? "" :
-    `Showing ${state.items.length.toLocaleString()} of ${state.total.toLocaleString()} API key${state.total === 1 ? "" : "s"}`;
+    `Showing ${state.items.length.toLocaleString()} of ${state.total.toLocaleString()}${state.totalExact ? "" : "+"} API key${state.total === 1 ? "" : "s"}`;
   updateSelection();
 }
 

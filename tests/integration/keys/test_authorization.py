@@ -50,7 +50,7 @@ async def test_a_tenant_admin_neither_sees_nor_counts_another_tenants_keys(as_ad
     assert mine["id"] in ids and foreign_key["id"] not in ids
     assert listing["total"] == len(ids)
     search = (await me.get("/v1/keys", params={"q": foreign_key["name"]})).json()
-    assert search == {"items": [], "next_cursor": None, "total": 0}
+    assert search == {"items": [], "next_cursor": None, "total": 0, "total_exact": True}
     orgs = {o["id"] for o in (await me.get("/v1/organizations")).json()}
     assert foreign_key["organization_id"] not in orgs and str(tenant.id) in orgs
     export = (await me.get("/v1/keys/export.csv")).text

@@ -104,3 +104,38 @@ async def test_bad_list_parameters_get_clear_errors(as_admin, tenant: Tenant, po
     first = (await admin.get("/v1/keys", params={"limit": 2})).json()
     mismatch = await admin.get("/v1/keys", params={"limit": 2, "sort": "created_at", "cursor": first["next_cursor"]})
     assert mismatch.status_code == 400
+
+
+async def test_the_total_stays_exact_through_creates_deletes_and_expiry(as_admin, tenant: Tenant, pool):
+    admin = as_admin(tenant.admins[0])
+
+    async def total(org):
+        return (await admin.get("/v1/keys", params={"organization_id": str(org), "limit": 1})).json()["total"]
+
+    keys = [await create(admin, tenant.orgs["org-2"]) for _ in range(5)] + [await create(admin, tenant.id)]
+    assert (await total(tenant.id), await total(tenant.orgs["org-1"])) == (6, 5)
+    await admin.delete(f"/v1/keys/{keys[0]['id']}")
+    await admin.post("/v1/keys/bulk-delete", json={"ids": [keys[1]["id"], keys[5]["id"]]})
+    assert (await total(tenant.id), await total(tenant.orgs["org-2"])) == (3, 3)
+    # Expired but not reaped yet: gone from the list, and from the total.
+    await pool.execute(
+        "UPDATE keys.api_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 second'"
+        " WHERE id = $1",
+        keys[2]["id"],
+    )
+    assert await total(tenant.id) == 2
+    actual = await pool.fetchval(
+        "SELECT count(*) FROM keys.api_keys WHERE organization_path <@ $1::ltree AND expires_at > now()", tenant.path
+    )
+    assert actual == 2
+
+
+async def test_a_search_counts_its_matches_only_up_to_a_cap(as_admin, tenant: Tenant, populated, monkeypatch):
+    from services.keys import service
+
+    admin = as_admin(tenant.admins[0])
+    monkeypatch.setattr(service, "SEARCH_COUNT_CAP", 4)
+    many = (await admin.get("/v1/keys", params={"q": "beta", "limit": 2})).json()
+    assert (many["total"], many["total_exact"]) == (4, False)
+    few = (await admin.get("/v1/keys", params={"q": "at the tenant"})).json()
+    assert (few["total"], few["total_exact"]) == (1, True)
