@@ -23,7 +23,7 @@ from bench.profile import profiled
 from bench.report import Check, Result
 from bench.stack import running
 from bench.world import Bench
-from services.keys import repository
+from services.keys import repository, service
 from services.keys.directory import repository as directory
 from services.keys.schemas import ListQuery
 from services.keys.service import decode_cursor, encode_cursor
@@ -71,9 +71,13 @@ async def direct(conn: asyncpg.Connection, case: Case, after: tuple[Any, UUID] |
         org = await directory.organization(conn, case.organization_id, None)
         assert org is not None
         subtree = org["path"]
-    args: dict[str, Any] = {"subtree": subtree, "q": case.q}
-    await repository.list_keys(conn, **args, sort=case.sort, descending=False, after=after, limit=PAGE + 1)
-    await repository.count_keys(conn, **args)
+    await repository.list_keys(
+        conn, subtree=subtree, q=case.q, sort=case.sort, descending=False, after=after, limit=PAGE + 1
+    )
+    if case.q:
+        await repository.count_matches(conn, subtree=subtree, q=case.q, cap=service.SEARCH_COUNT_CAP + 1)
+    else:
+        await repository.count_keys(conn, subtree=subtree)
     return (time.perf_counter() - started) * 1000
 
 

@@ -93,9 +93,9 @@ async def expiry_status(_: Service, conn: Conn) -> ExpiryStatus:
 
 
 @router.get("", response_model=KeyPage)
-async def list_keys(actor: KeyManager, conn: Conn, query: Listing) -> KeyPage:
+async def list_keys(actor: KeyManager, conn: Conn, query: Listing) -> Response:
     """Keys at and below an organization, searched, sorted and keyset-paginated."""
-    return await service.list_keys(conn, actor, query)
+    return Response(await service.list_keys(conn, actor, query), media_type="application/json")
 
 
 @router.get("/export.csv")
