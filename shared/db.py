@@ -1,11 +1,11 @@
 """PostgreSQL pools and the migration runner shared by every service."""
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 
 import asyncpg
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -13,9 +13,13 @@ log = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x6B657977  # "keyw"
 
 
+def _json_text(value: object) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    for name in ("jsonb", "json"):
+        await conn.set_type_codec(name, encoder=_json_text, decoder=orjson.loads, schema="pg_catalog")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

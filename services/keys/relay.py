@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 RELAY_LOCK = 0x6B77_7265  # "kwre"
 CHANNEL = "keys_outbox"
-BATCH = 500
+BATCH = 2000
 # LISTEN/NOTIFY wakes the relay; this only bounds the wait if a notification is ever missed.
 SAFETY_WAKE_SECONDS = 30.0
 
