@@ -11,15 +11,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
-import asyncpg
 import httpx
 
 from bench.settings import ROOT
 from shared.kafka import ensure_topics
-from shared.migrate import migrate_all
+from shared.migrate import scratch_database
 
 # `--env NAME=VALUE`: added to every service process's environment, to measure a setting or a fix.
 EXTRA_ENV: dict[str, str] = {}
@@ -37,17 +35,8 @@ def free_port() -> int:
 @asynccontextmanager
 async def fresh_database() -> AsyncIterator[str]:
     """CREATE DATABASE kw_bench_<random>, every service's migrations, DROP at the end."""
-    base = os.environ["DATABASE_URL"]
-    name = f"kw_bench_{uuid4().hex[:10]}"
-    admin = await asyncpg.connect(base)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-    try:
-        await migrate_all(url, [])
+    async with scratch_database(os.environ["DATABASE_URL"], "kw_bench") as url:
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 TOPICS: list[str] = []

@@ -3,7 +3,13 @@
 import asyncio
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+from uuid import uuid4
+
+import asyncpg
 
 from shared.db import migrate
 
@@ -19,6 +25,26 @@ def migration_folders(names: list[str]) -> dict[str, Path]:
     if unknown:
         raise SystemExit(f"no migrations for: {', '.join(unknown)} (known: {', '.join(found)})")
     return {n: found[n] for n in names}
+
+
+@asynccontextmanager
+async def scratch_database(base_dsn: str, prefix: str) -> AsyncIterator[str]:
+    """A throwaway database beside `base_dsn`'s, with every service's migrations; dropped on the way out.
+
+    For test runs and benchmarks, which each get their own database instead of cleaning up after themselves.
+    """
+    name = f"{prefix}_{uuid4().hex[:10]}"
+    admin = await asyncpg.connect(base_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = urlunsplit(urlsplit(base_dsn)._replace(path=f"/{name}"))
+        try:
+            await migrate_all(url, [])
+            yield url
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def migrate_all(dsn: str, names: list[str]) -> None:

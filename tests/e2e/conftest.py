@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import asyncpg
@@ -24,7 +23,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from services.keys.directory.importer import import_directory, load
 from shared.kafka import ensure_topics
-from shared.migrate import migrate_all
+from shared.migrate import scratch_database
 from tests.fixtures.processes import ROOT, ServiceProcess, free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -71,16 +70,16 @@ class _Accept:
 
 @pytest.fixture(scope="session")
 async def stack() -> AsyncIterator[Stack]:
-    base = os.environ["DATABASE_URL"]
-    name = f"kw_e2e_{uuid4().hex[:10]}"
-    admin = await asyncpg.connect(base)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+    async with scratch_database(os.environ["DATABASE_URL"], "kw_e2e") as database_url:
+        async for running in _services(database_url):
+            yield running
+
+
+async def _services(database_url: str) -> AsyncIterator[Stack]:
     processes: list[ServiceProcess] = []
     smtp = Controller(_Accept(), hostname="127.0.0.1", port=free_port(), server_hostname="e2e-sink")
     smtp.start()
     try:
-        await migrate_all(database_url, [])
         conn = await asyncpg.connect(database_url)
         try:
             await import_directory(conn, load(ROOT / "deploy/local/demo-directory.yaml"))
@@ -130,8 +129,6 @@ async def stack() -> AsyncIterator[Stack]:
         for process in reversed(processes):
             await process.stop()
         smtp.stop()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def _wait_until_live(gateway: ServiceProcess) -> None:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import asyncpg
@@ -24,27 +23,15 @@ from shared.db import create_pool
 from shared.events import CloudEvent, decode
 from shared.events.schemagen import SCHEMA_DIR
 from shared.kafka import ensure_topics
-from shared.migrate import migrate_all
+from shared.migrate import scratch_database
 from tests.fixtures.directory import Tenant, create_admin, create_org, create_tenant
 from tests.fixtures.processes import ServiceProcess
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
-    base = os.environ["DATABASE_URL"]
-    name = f"kw_test_{uuid4().hex[:10]}"
-    admin = await asyncpg.connect(base)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(base, name)
-    await migrate_all(url, [])
-    yield url
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    async with scratch_database(os.environ["DATABASE_URL"], "kw_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
-from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -28,7 +27,7 @@ from shared.auth import parse_service_tokens
 from shared.db import create_pool
 from shared.events import CloudEvent, KeyDeleted, KeyExpiring, encode
 from shared.kafka import ensure_topics, idempotent_producer
-from shared.migrate import migrate_all
+from shared.migrate import scratch_database
 from tests.fixtures.directory import Tenant, create_admin, create_org, create_tenant
 from tests.fixtures.processes import ServiceProcess, free_port
 from tests.fixtures.random_refs import key_name
@@ -38,15 +37,8 @@ CLAIM_TIMEOUT_SECONDS = 5
 
 @pytest.fixture(scope="session")
 async def nf_database_url() -> AsyncIterator[str]:
-    base = os.environ["DATABASE_URL"]
-    name = f"kw_test_notifier_{uuid4().hex[:10]}"
-    admin = await asyncpg.connect(base)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-    await migrate_all(url, [])
-    yield url
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    async with scratch_database(os.environ["DATABASE_URL"], "kw_test_notifier") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
