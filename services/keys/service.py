@@ -16,7 +16,7 @@ from services.keys.auth import Actor
 from services.keys.context import KeysContext
 from services.keys.crypto import Sealed
 from services.keys.directory import repository as directory
-from services.keys.export import stream_csv
+from services.keys.export import key_cells, stream_csv
 from services.keys.metrics import KEYS_CREATED, KEYS_DELETED, VERIFY_OUTCOMES
 from services.keys.schemas import Key, KeyCreate, KeyWithSecret, ListQuery
 from shared.errors import ApiError, Conflict, NotFound
@@ -204,20 +204,7 @@ async def export_keys(pool: asyncpg.Pool, ctx: KeysContext, actor: Actor, query:
                 descending=query.order == "desc",
             )
 
-            async def cells() -> AsyncIterator[tuple[str, ...]]:
-                async for r in rows:
-                    plain = ctx.cipher.open(Sealed(r["enc_key_id"], r["ciphertext"]), r["id"])
-                    yield (
-                        str(r["id"]),
-                        r["name"],
-                        r["organization_name"],
-                        r["expires_at"].date().isoformat(),
-                        r["created_by"],
-                        r["created_at"].isoformat(),
-                        plain,
-                    )
-
-            async for chunk in stream_csv(cells()):
+            async for chunk in stream_csv(key_cells(rows, ctx.cipher)):
                 yield chunk
 
     return body()
