@@ -1,6 +1,8 @@
 """Running a service: one uvicorn set-up for all four, so they shut down the same way on SIGTERM."""
 
+import argparse
 import signal
+from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
@@ -26,3 +28,13 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=graceful_seconds,
     )
+
+
+def serve_command(prog: str, description: str, run: Callable[[], None], argv: list[str] | None = None) -> int:
+    """The `python -m services.<name> serve` command line of a service that has no other command."""
+    parser = argparse.ArgumentParser(prog=prog)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help=description)
+    parser.parse_args(argv)
+    run()
+    return 0

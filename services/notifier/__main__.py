@@ -1,22 +1,22 @@
 """`python -m services.notifier serve`: the notifier's HTTP API, event consumer and sender loop."""
 
-import argparse
 import sys
 
-from services.notifier.config import Settings
-from shared.serve import serve
+from shared.serve import serve, serve_command
+
+
+def run() -> None:
+    from services.notifier.app import create_app
+    from services.notifier.config import Settings
+
+    settings = Settings()  # type: ignore[call-arg]
+    serve(create_app(settings), settings, settings.port)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.notifier")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the notices API, the event consumer and the sender loop")
-    parser.parse_args(argv)
-    settings = Settings()  # type: ignore[call-arg]
-    from services.notifier.app import create_app
-
-    serve(create_app(settings), settings, settings.port)
-    return 0
+    return serve_command(
+        "python -m services.notifier", "run the notices API, the event consumer and the sender loop", run, argv
+    )
 
 
 if __name__ == "__main__":

@@ -194,7 +194,8 @@ async def test_sigterm_while_consuming_commits_only_handled_events_and_a_restart
     bootstrap = settings.kafka_bootstrap_servers
     topic = f"apikeys.lifecycle.test-shutdown-{uuid4().hex[:10]}"
     await ensure_topics(bootstrap, {topic: 3, f"{topic}.dlq": 1})
-    events = [make_event(n) for n in range(400)]
+    # Enough that SIGTERM always lands mid-stream, however fast the consumer has become.
+    events = [make_event(n) for n in range(2000)]
     producer = idempotent_producer(bootstrap, "deploy-shutdown-test")
     await producer.start()
     try:
