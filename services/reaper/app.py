@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             interval=cfg.reaper_interval,
             batch_size=cfg.reaper_batch_size,
             concurrency=cfg.reaper_concurrency,
+            max_rate=cfg.reaper_max_rate,
         )
         OLDEST_EXPIRED_AGE.set_function(reaper.oldest_expired_age)
         consumer = EventConsumer(

@@ -15,6 +15,9 @@ class Settings(ServiceSettings):
     reaper_batch_size: int = Field(default=1000, ge=1, le=5000)
     # Batches in flight at once while a backlog lasts; SKIP LOCKED keeps them from colliding.
     reaper_concurrency: int = Field(default=2, ge=1, le=16)
+    # Keys deleted per second at most, across the batches in flight (0: no limit). A mass expiry then costs
+    # the keys service a bounded share of its CPU, and verify keeps its latency.
+    reaper_max_rate: int = Field(default=0, ge=0)
     # The entry of SERVICE_TOKENS this process presents; the keys service must list it in REAPER_SERVICES.
     reaper_service_name: str = "reaper"
     reaper_consumer_group: str = "reaper"

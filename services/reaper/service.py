@@ -44,6 +44,7 @@ class Reaper:
         interval: timedelta,
         batch_size: int,
         concurrency: int,
+        max_rate: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = keys
@@ -51,7 +52,10 @@ class Reaper:
         self.interval = interval
         self.batch_size = batch_size
         self.concurrency = concurrency
+        self.max_rate = max_rate
         self.clock = clock
+        # When the next batch may start under max_rate (shared by the batches in flight).
+        self._next_batch_at = 0.0
         self._status: ExpiryStatus | None = None
         self._status_seen = 0.0
         self._wake = asyncio.Event()
@@ -162,6 +166,11 @@ class Reaper:
                 return total
 
     async def _reap_batch(self) -> ReapResult:
+        if self.max_rate:
+            # Book this batch's share of the rate before calling, so concurrent batches space themselves out.
+            start = max(self.clock(), self._next_batch_at)
+            self._next_batch_at = start + self.batch_size / self.max_rate
+            await asyncio.sleep(start - self.clock())
         result = await self.keys.reap(self.batch_size)
         BATCHES.inc()
         KEYS_REAPED.inc(result.deleted)

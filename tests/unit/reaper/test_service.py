@@ -99,6 +99,25 @@ async def test_full_batches_are_drained_by_several_callers_at_once():
     assert keys.reap_calls == 23
 
 
+async def test_a_rate_limit_spaces_the_batches_of_all_callers():
+    keys = FakeKeys([status(oldest=T0), status()], [10] * 9 + [4], limit=10)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # 100 keys per second in batches of 10: a batch every 0.1 s, whatever the number of callers.
+    deleted = await reaper(keys, concurrency=3, max_rate=100, clock=loop.time).reap_all()
+    elapsed = loop.time() - started
+    assert deleted == 94
+    assert 0.9 <= elapsed < 1.6, elapsed
+
+
+async def test_without_a_rate_limit_batches_follow_each_other_at_once():
+    keys = FakeKeys([status(oldest=T0), status()], [10] * 9 + [4], limit=10)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await reaper(keys, concurrency=3).reap_all() == 94
+    assert loop.time() - started < 0.5
+
+
 async def test_a_single_short_batch_needs_no_second_caller():
     keys = FakeKeys([status(oldest=T0), status()], [7], limit=10)
     assert await reaper(keys, concurrency=4).reap_all() == 7
