@@ -1,6 +1,6 @@
 """The lifecycle events every service speaks: their data models and the CloudEvents envelope."""
 
-from shared.events.envelope import CloudEvent, decode, encode, parse_event
+from shared.events.envelope import CloudEvent, decode, encode
 from shared.events.models import (
     EVENT_TYPES,
     DeleteReason,
@@ -22,5 +22,4 @@ __all__ = [
     "KeyUpdated",
     "decode",
     "encode",
-    "parse_event",
 ]

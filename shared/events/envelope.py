@@ -84,16 +84,6 @@ def decode(key: bytes | None, value: bytes | None, headers: Headers | tuple[tupl
         raise InvalidEvent(f"malformed {event_type} event: {exc}") from exc
 
 
-def parse_event(type_: str, data: dict[str, object] | str | bytes) -> KeyEventData:
-    """Parses the `data` of an event of a known type (for read models and tests)."""
-    model = EVENT_TYPES.get(type_)
-    if model is None:
-        raise InvalidEvent(f"unknown event type {type_!r}")
-    if isinstance(data, str | bytes):
-        return model.model_validate_json(data)
-    return model.model_validate(data)
-
-
 def json_schema(model: type[KeyEventData]) -> dict[str, object]:
     schema = model.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
