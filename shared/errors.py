@@ -56,6 +56,21 @@ def error_body(
     return {"error": error}
 
 
+# A dependency that is down or saturated: the caller should retry, so these answer 503 with Retry-After.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    ConnectionError,
+    TimeoutError,
+)
+RETRY_AFTER_SECONDS = "5"
+
+
+def unavailable_body() -> dict[str, Any]:
+    return error_body(503, "a dependency is unavailable; try again shortly")
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -80,15 +95,12 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(asyncpg.PostgresConnectionError)
-    @app.exception_handler(asyncpg.exceptions.CannotConnectNowError)
-    @app.exception_handler(asyncpg.exceptions.TooManyConnectionsError)
-    @app.exception_handler(ConnectionError)
-    @app.exception_handler(TimeoutError)
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("dependency unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        body = error_body(503, "a dependency is unavailable; try again shortly")
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse(unavailable_body(), status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+    for error in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

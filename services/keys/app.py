@@ -15,6 +15,7 @@ from services.keys.crypto import KeyCipher, KeyDigester, parse_ring
 from services.keys.directory.endpoints import router as directory_router
 from services.keys.endpoints import router as keys_router
 from services.keys.relay import OutboxRelay, observe_outbox
+from services.keys.verify import VerifyFastPath
 from shared.auth import ServiceTokens, parse_service_tokens
 from shared.db import create_pool
 from shared.errors import BodySizeLimit, install_error_handlers
@@ -93,4 +94,6 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
     # go on serving voice clients meanwhile.
     instrument(app, "keys", {"database": database}, informational={"kafka": kafka})
     app.add_middleware(BodySizeLimit, max_bytes=(settings.max_body_bytes if settings else 64 * 1024))
+    # Added last, so it runs first: the ordinary verify request skips everything above.
+    app.add_middleware(VerifyFastPath)
     return app

@@ -73,6 +73,9 @@ class OutboxRelay:
             RELAY_LEADER.set(1)
             log.info("relay: this replica publishes the outbox")
             await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
+            # A lock connection that dies (a failover, or an operator's pg_terminate_backend) wakes the loop
+            # at once: without this an idle leader noticed only at its next safety wake, up to 30 s later.
+            conn.add_termination_listener(lambda _: self._wake.set())
             last_purge = 0.0
             while True:
                 if conn.is_closed():

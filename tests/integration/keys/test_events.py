@@ -128,3 +128,21 @@ async def test_standby_relays_publish_nothing_twice_and_take_over_when_the_leade
         await asyncio.gather(*tasks, return_exceptions=True)
         for r in relays:
             await r.close()
+
+
+async def test_a_lone_relay_whose_lock_connection_is_killed_relays_again_within_seconds(
+    as_admin, tenant: Tenant, event_log, pool
+):
+    """The app's own relay, alone: it must notice its dead connection at once, not at the 30 s safety wake."""
+    admin = as_admin(tenant.admins[0])
+    before = await create(admin, tenant.id)
+    await event_log.wait_for(lambda _: event_log.about(before["id"]))
+    killed = await pool.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        RELAY_LOCK,
+    )
+    assert killed == 1
+    await asyncio.sleep(0.5)
+    after = await create(admin, tenant.id)
+    await event_log.wait_for(lambda _: event_log.about(after["id"]), timeout=8)

@@ -1,8 +1,10 @@
 """The voice client's sign-in path."""
 
 import asyncio
+import json
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.keys import keyformat
 from tests.fixtures.directory import Tenant
@@ -80,3 +82,59 @@ async def test_use_is_recorded_in_batches_not_per_call(verify, as_admin, tenant:
     assert used is not None, "last_used_at was never written"
     listed = (await as_admin(tenant.admins[0]).get(f"/v1/keys/{created['id']}")).json()
     assert listed["last_used_at"] is not None
+
+
+def _post(http, voice_token, content: bytes, content_type: str | None = "application/json"):
+    headers = {"Authorization": f"Bearer {voice_token}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    return http.post("/v1/keys/verify", content=content, headers=headers)
+
+
+async def test_the_fast_path_and_the_fastapi_route_give_the_same_answer(http, voice_token, as_admin, tenant: Tenant):
+    """A body past the fast path's 4 KiB is answered by the FastAPI route: byte for byte the same."""
+    created = await create(as_admin(tenant.admins[0]), tenant.id)
+    fast = await _post(http, voice_token, json.dumps({"key": created["key"]}).encode())
+    routed = await _post(http, voice_token, json.dumps({"key": created["key"], "pad": "x" * 5000}).encode())
+    assert fast.status_code == routed.status_code == 200
+    assert fast.content == routed.content
+    assert fast.headers["content-type"] == routed.headers["content-type"] == "application/json"
+    assert fast.json()["valid"] is True
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "fields"),
+    [
+        (b'{"key": "kwk_', "application/json", 400, None),
+        (b"[]", "application/json", 422, None),
+        (b'{"other": 1}', "application/json", 422, {"key"}),
+        (b'{"key": 42}', "application/json", 422, {"key"}),
+        (json.dumps({"key": "k" * 513}).encode(), "application/json", 422, {"key"}),
+        (b"key=kwk_abc", "application/x-www-form-urlencoded", 422, None),
+        (b"", None, 422, None),
+        (json.dumps({"key": "k" * 70_000}).encode(), "application/json", 413, None),
+    ],
+    ids=["bad-json", "not-an-object", "no-key", "key-not-a-string", "key-too-long", "form", "empty", "too-big"],
+)
+async def test_a_request_the_fast_path_does_not_take_gets_the_apis_documented_error(
+    http, voice_token, content, content_type, status, fields
+):
+    response = await _post(http, voice_token, content, content_type)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] in ("bad_request", "validation_failed", "payload_too_large")
+    if fields:
+        assert set(error["fields"]) == fields
+
+
+async def test_fast_path_answers_are_counted_under_the_route(http, voice_token, as_admin, tenant: Tenant):
+    created = await create(as_admin(tenant.admins[0]), tenant.id)
+
+    def answered() -> float:
+        labels = {"service": "keys", "method": "POST", "route": "/v1/keys/verify", "status": "200"}
+        return REGISTRY.get_sample_value("http_requests_total", labels) or 0.0
+
+    before = answered()
+    for _ in range(3):
+        assert (await _post(http, voice_token, json.dumps({"key": created["key"]}).encode())).status_code == 200
+    assert answered() == before + 3
