@@ -21,7 +21,7 @@ import asyncpg
 from bench import data
 from bench.profile import profiled
 from bench.report import Check, Result
-from bench.stack import Process, fresh_topic, running
+from bench.stack import CpuMeter, Process, fresh_topic, running
 from bench.world import Bench
 from services.keys.repository import KEY_COLUMNS
 from services.keys.service import common_fields
@@ -140,7 +140,9 @@ async def run(b: Bench) -> list[Result]:
                 ),
             )
             async with running(notifier), profiled(notifier.pid, "notifier"):
+                meter = CpuMeter(notifier=[notifier.pid], sink=[sink.pid], keys=[keys.pid]).start()
                 span, waited, failed = await _fan_out(conn, expected, 120 if b.sizes.mode == "quick" else 900)
+                cpu = meter.stop()
             bare_rate = await _bare(sink.port, recorded, expected)
     finally:
         await conn.close()
@@ -157,6 +159,8 @@ async def run(b: Bench) -> list[Result]:
             "seconds": round(span, 2),
             "emails_per_second": round(rate, 1),
             "seconds_from_start": round(waited, 2),
+            # From the notifier's start: includes the consumer group's join, when little runs.
+            **cpu,
         },
         baseline={
             "emails_per_second": round(bare_rate, 1),

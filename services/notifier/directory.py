@@ -43,11 +43,18 @@ class KeysDirectory:
         self._recipients: dict[UUID, tuple[float, list[Recipient]]] = {}
         self._paths: dict[UUID, tuple[float, tuple[str, ...]]] = {}
 
-    async def recipients(self, tenant_id: UUID) -> list[Recipient]:
-        """The tenant's customer administrators at the tenant level, as the directory stood moments ago."""
+    def cached_recipients(self, tenant_id: UUID) -> list[Recipient] | None:
+        """The answer `recipients` would give without asking the keys service; None when it would ask."""
         cached = self._recipients.get(tenant_id)
         if cached and time.monotonic() - cached[0] < self._recipients_ttl:
             return cached[1]
+        return None
+
+    async def recipients(self, tenant_id: UUID) -> list[Recipient]:
+        """The tenant's customer administrators at the tenant level, as the directory stood moments ago."""
+        cached = self.cached_recipients(tenant_id)
+        if cached is not None:
+            return cached
         body = await self._get(f"/v1/tenants/{tenant_id}/customer-administrators")
         if not isinstance(body, list):
             raise DirectoryUnavailable("the customer-administrators answer is not a list")

@@ -2,9 +2,9 @@
 
 import enum
 import logging
+import socket
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
 from types import TracebackType
 
 import aiosmtplib
@@ -44,16 +44,20 @@ class SmtpConfig:
 class Mailer:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
+        # The name given in EHLO. aiosmtplib would look it up on every connection (socket.getfqdn, which
+        # may wait on DNS and blocks the event loop meanwhile); once per process is enough.
+        self.local_hostname = socket.getfqdn()
 
     def session(self) -> "MailSession":
-        return MailSession(self.config)
+        return MailSession(self.config, self.local_hostname)
 
 
 class MailSession:
     """Connects on the first send and keeps the connection for the following ones."""
 
-    def __init__(self, config: SmtpConfig) -> None:
+    def __init__(self, config: SmtpConfig, local_hostname: str) -> None:
         self.config = config
+        self.local_hostname = local_hostname
         self._smtp: aiosmtplib.SMTP | None = None
 
     async def __aenter__(self) -> "MailSession":
@@ -75,16 +79,17 @@ class MailSession:
                 use_tls=c.tls,
                 start_tls=c.starttls,
                 timeout=c.timeout,
+                local_hostname=self.local_hostname,
             )
             await smtp.connect()
             self._smtp = smtp
         return self._smtp
 
-    async def send(self, message: EmailMessage, recipient: str) -> SendResult:
+    async def send(self, message: bytes, recipient: str) -> SendResult:
         started = time.perf_counter()
         try:
             smtp = await self._connection()
-            _, response = await smtp.sendmail(self.config.sender, [recipient], message.as_bytes())
+            _, response = await smtp.sendmail(self.config.sender, [recipient], message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
             return _by_code(refused.code, f"{refused.code} {refused.message}", started)

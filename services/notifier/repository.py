@@ -222,12 +222,25 @@ async def due_deliveries(conn: Conn, key_id: UUID, threshold: int, claim_timeout
 
 
 async def claim(
-    conn: Conn, key_id: UUID, threshold: int, claim_timeout: timedelta, recipient: str, owner: str
+    conn: Conn,
+    key_id: UUID,
+    threshold: int,
+    claim_timeout: timedelta,
+    recipient: str,
+    owner: str,
+    sent: tuple[str, str] | None = None,
 ) -> asyncpg.Record | None:
     """Claims one delivery right before its send: the row is updated only if still due, its key not deleted
-    and this recipient's earlier notices for the key all settled. None when another sender won or it waits."""
+    and this recipient's earlier notices for the key all settled. None when another sender won or it waits.
+
+    `sent` (recipient, SMTP response) records the fan-out's previous delivery as sent in the same statement,
+    so a fan-out costs one commit per e-mail, not two."""
     return await conn.fetchrow(
         f"""
+        WITH sent AS (
+            UPDATE notifier.deliveries SET {_sent("$7")}
+            WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $6
+        )
         UPDATE notifier.deliveries d
         SET status = 'sending', claimed_at = now(), claimed_by = $5, attempts = attempts + 1, updated_at = now()
         WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $4 AND {_DUE}
@@ -243,17 +256,20 @@ async def claim(
         claim_timeout,
         recipient,
         owner,
+        sent[0] if sent else None,
+        sent[1][:500] if sent else None,
     )
 
 
+def _sent(response_param: str) -> str:
+    """SET of a delivery the server accepted: unconditional, whatever happened to the claim meanwhile."""
+    return f"""status = 'sent', sent_at = coalesce(sent_at, now()), claimed_at = NULL,
+            smtp_response = {response_param}, last_error = NULL, updated_at = now()"""
+
+
 async def mark_sent(conn: Conn, key_id: UUID, threshold: int, recipient: str, response: str) -> None:
-    # Unconditional: the server accepted the message, whatever happened to the claim meanwhile.
     await conn.execute(
-        """
-        UPDATE notifier.deliveries SET status = 'sent', sent_at = coalesce(sent_at, now()), claimed_at = NULL,
-            smtp_response = $4, last_error = NULL, updated_at = now()
-        WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $3
-        """,
+        f"UPDATE notifier.deliveries SET {_sent('$4')} WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $3",
         key_id,
         threshold,
         recipient,

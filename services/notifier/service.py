@@ -21,7 +21,7 @@ from services.notifier import repository
 from services.notifier.directory import DirectoryUnavailable, KeysDirectory
 from services.notifier.mailer import Mailer, MailSession, Outcome
 from services.notifier.metrics import EMAILS_FAILED, EMAILS_SENT, SEND_LATENCY, UNRECORDED_WINDOW, threshold_label
-from services.notifier.rendering import Notice, Recipient, Renderer, message_id
+from services.notifier.rendering import Composer, Notice, Recipient, Renderer, message_id
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,13 @@ async def work_notice(ctx: NotifierContext, row: asyncpg.Record) -> None:
             log.info("notice %s/%s done", key_id, threshold_label(threshold))
 
 
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    username: str
+    response: str
+    accepted: float  # perf_counter() at the server's 250
+
+
 class _Fanout:
     def __init__(self, ctx: NotifierContext, conn: asyncpg.Connection, row: asyncpg.Record) -> None:
         self.ctx, self.conn, self.row = ctx, conn, row
@@ -75,12 +82,21 @@ class _Fanout:
         self.label = threshold_label(self.threshold)
         self.recipients: list[Recipient] = []
         self.path: tuple[str, ...] | None = tuple(row["organization_path"]) if row["organization_path"] else None
+        # The last e-mail the server accepted, until the ledger records it.
+        self._sent: _Accepted | None = None
 
     async def sync(self) -> None:
         """Aligns the ledger with the directory as it stands (a cached answer at most seconds old)."""
-        recipients = await self.ctx.directory.recipients(self.row["tenant_id"])
+        tenant_id = self.row["tenant_id"]
+        recipients = self.ctx.directory.cached_recipients(tenant_id)
         if recipients is self.recipients:
             return
+        # About to wait on the keys service or the ledger: record the last accepted e-mail first.
+        await self.flush_sent()
+        if recipients is None:
+            recipients = await self.ctx.directory.recipients(tenant_id)
+            if recipients is self.recipients:
+                return
         self.recipients = recipients
         domain = self.ctx.renderer.domain
         await repository.sync_recipients(
@@ -112,34 +128,60 @@ class _Fanout:
         )
 
     async def send(self, due: list[str]) -> None:
-        notice = await self.notice()
-        async with self.ctx.mailer.session() as smtp:
-            for index, username in enumerate(due):
-                if self.ctx.stopping.is_set():
-                    return
-                await self.sync()
-                claimed = await repository.claim(
-                    self.conn, self.key_id, self.threshold, self.ctx.claim_timeout, username, self.ctx.owner
-                )
-                if claimed is None:
-                    continue
-                if not await self._send_one(smtp, notice, claimed):
-                    await repository.release(
-                        self.conn,
-                        self.key_id,
-                        self.threshold,
-                        due[index + 1 :],
-                        "not attempted: the SMTP connection failed",
-                        self.ctx.retry,
-                    )
-                    return
+        composer = self.ctx.renderer.composer(await self.notice())
+        try:
+            async with self.ctx.mailer.session() as smtp:
+                await self._send_all(smtp, composer, due)
+        finally:
+            await self.flush_sent()
 
-    async def _send_one(self, smtp: MailSession, notice: Notice, claimed: asyncpg.Record) -> bool:
+    async def _send_all(self, smtp: MailSession, composer: Composer, due: list[str]) -> None:
+        for index, username in enumerate(due):
+            if self.ctx.stopping.is_set():
+                return
+            await self.sync()
+            claimed = await self._claim(username)
+            if claimed is None:
+                continue
+            if not await self._send_one(smtp, composer, claimed):
+                await self.flush_sent()
+                await repository.release(
+                    self.conn,
+                    self.key_id,
+                    self.threshold,
+                    due[index + 1 :],
+                    "not attempted: the SMTP connection failed",
+                    self.ctx.retry,
+                )
+                return
+
+    async def _claim(self, username: str) -> asyncpg.Record | None:
+        """Claims the next delivery, recording the previous one as sent in the same statement."""
+        sent = self._sent
+        try:
+            claimed = await repository.claim(
+                self.conn,
+                self.key_id,
+                self.threshold,
+                self.ctx.claim_timeout,
+                username,
+                self.ctx.owner,
+                sent=(sent.username, sent.response) if sent else None,
+            )
+        except Exception:
+            await self.flush_sent()  # on fresh connections, with retries
+            raise
+        if sent:
+            self._sent = None
+            UNRECORDED_WINDOW.observe(time.perf_counter() - sent.accepted)
+        return claimed
+
+    async def _send_one(self, smtp: MailSession, composer: Composer, claimed: asyncpg.Record) -> bool:
         """Sends one claimed delivery and records the outcome; False when the connection is unusable."""
         username = claimed["recipient"]
         recipient = Recipient(username, claimed["email"], claimed["display_name"])
         try:
-            message = self.ctx.renderer.render(notice, recipient)
+            message = composer.message(recipient)
         except (ValueError, HeaderParseError) as exc:
             await repository.mark_failed(
                 self.conn, self.key_id, self.threshold, username, self.ctx.owner, f"cannot address: {exc}"
@@ -151,10 +193,9 @@ class _Fanout:
             await self._release(username, f"template error: {exc}")
             return False
         result = await smtp.send(message, recipient.email)
-        accepted = time.perf_counter()
         if result.outcome is Outcome.SENT:
-            await self._record_sent(username, result.detail)
-            UNRECORDED_WINDOW.observe(time.perf_counter() - accepted)
+            # Recorded with the next claim, one round trip later, or by flush_sent before anything slower.
+            self._sent = _Accepted(username, result.detail, time.perf_counter())
             SEND_LATENCY.observe(result.seconds)
             EMAILS_SENT.labels(self.label).inc()
             return True
@@ -169,6 +210,13 @@ class _Fanout:
         EMAILS_FAILED.labels(self.label, "transient").inc()
         log.warning("expiry notice to %s will be retried: %s", recipient.email, result.detail)
         return result.connection_ok
+
+    async def flush_sent(self) -> None:
+        """Records the accepted e-mail that waits to ride on the next claim, if any."""
+        sent, self._sent = self._sent, None
+        if sent:
+            await self._record_sent(sent.username, sent.response)
+            UNRECORDED_WINDOW.observe(time.perf_counter() - sent.accepted)
 
     async def _record_sent(self, username: str, response: str) -> None:
         """The ledger must learn of an accepted message before the claim times out, or a copy follows:

@@ -1,8 +1,12 @@
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
+from email.errors import HeaderParseError
+from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
 from uuid import UUID
+
+import pytest
 
 from services.notifier.rendering import Notice, Recipient, Renderer, clear_date, in_words, message_id, one_line
 
@@ -37,10 +41,13 @@ def renderer(override: Path | None = None) -> Renderer:
 BOB = Recipient("bob", "bob@example.com", "Bob Builder")
 
 
-def parts(name: str = "Front desk", path: tuple[str, ...] = ("Acme", "Sales")) -> tuple[object, str, str]:
-    sent = renderer().render(notice(name, path), BOB, now=NOW)
-    # What the SMTP server receives, parsed back.
-    message = message_from_bytes(sent.as_bytes(), policy=default)
+def received(data: bytes) -> EmailMessage:
+    """What the SMTP server receives, parsed back."""
+    return message_from_bytes(data, policy=default)  # type: ignore[return-value]
+
+
+def parts(name: str = "Front desk", path: tuple[str, ...] = ("Acme", "Sales")) -> tuple[EmailMessage, str, str]:
+    message = received(renderer().composer(notice(name, path), now=NOW).message(BOB))
     return message, message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()
 
 
@@ -97,7 +104,7 @@ def test_the_message_id_is_the_same_for_every_attempt_and_differs_per_threshold_
     assert first != message_id(KEY_ID, 259200, "bob", "keyward.example.com")
     assert first != message_id(KEY_ID, 604800, "carol", "keyward.example.com")
     assert first.startswith("<expiry.") and first.endswith("@keyward.example.com>")
-    assert renderer().render(notice(), BOB, now=NOW)["Message-ID"] == first
+    assert received(renderer().composer(notice(), now=NOW).message(BOB))["Message-ID"] == first
 
 
 def test_a_brand_folder_overrides_the_built_in_templates_file_by_file(tmp_path: Path):
@@ -105,7 +112,7 @@ def test_a_brand_folder_overrides_the_built_in_templates_file_by_file(tmp_path: 
         '{"name": "Acme Voice", "subject_prefix": "[Acme Voice]", "accent_color": "#ff6600", "logo_url": "",'
         ' "signature": "Acme Voice ops", "support_email": "help@acme.example", "footer": "Acme footer."}'
     )
-    sent = renderer(tmp_path).render(notice(), BOB, now=NOW)
+    sent = received(renderer(tmp_path).composer(notice(), now=NOW).message(BOB))
     html = sent.get_body(("html",)).get_content()
     assert sent["Subject"].startswith("[Acme Voice] API key")
     assert "#ff6600" in html and "help@acme.example" in html and "Acme footer." in html
@@ -119,3 +126,48 @@ def test_days_left_read_naturally():
 def test_one_line_strips_control_characters_and_cuts_long_text():
     assert one_line("a\r\nb\tc\x00d\u2028e") == "a b c d e"
     assert one_line("x" * 300, 10) == "xxxxxxxxx…"
+
+
+def test_every_recipient_gets_the_same_e_mail_under_their_own_address_and_message_id():
+    composer = renderer().composer(notice(), now=NOW)
+    carol = Recipient("carol", "carol@example.com", 'Carol "CJ" Jones, Ops')
+    dora = Recipient("dora", "dora@example.com", "Dóra Ünal")
+    bob, carol_mail, dora_mail = (received(composer.message(r)) for r in (BOB, carol, dora))
+    assert [m["To"].addresses[0].addr_spec for m in (bob, carol_mail, dora_mail)] == [
+        "bob@example.com",
+        "carol@example.com",
+        "dora@example.com",
+    ]
+    assert carol_mail["To"].addresses[0].display_name == 'Carol "CJ" Jones, Ops'
+    assert dora_mail["To"].addresses[0].display_name == "Dóra Ünal"
+    assert len({m["Message-ID"] for m in (bob, carol_mail, dora_mail)}) == 3
+    assert bob.get_body(("plain",)).get_content() == dora_mail.get_body(("plain",)).get_content()
+    assert "You receive this e-mail as a customer administrator of Acme." in bob.get_body(("plain",)).get_content()
+
+
+def test_an_address_that_could_smuggle_a_header_or_a_recipient_is_refused():
+    composer = renderer().composer(notice(), now=NOW)
+    for bad in ("eve@example.com\r\nBcc: x@example.org", "a@example.com, b@example.com", "not an address"):
+        with pytest.raises((ValueError, HeaderParseError)):
+            composer.message(Recipient("eve", bad, "Eve"))
+
+
+def test_a_brand_that_greets_each_recipient_by_name_gets_each_e_mail_built_for_them(tmp_path: Path):
+    (tmp_path / "expiring.txt").write_text("Dear {{ recipient.name }}, {{ key.name }} expires {{ expiry.in_words }}.\n")
+    composer = renderer(tmp_path).composer(notice(), now=NOW)
+    carol = Recipient("carol", "carol@example.com", "Carol")
+    texts = [received(composer.message(r)).get_body(("plain",)).get_content().rstrip() for r in (BOB, carol, BOB)]
+    assert texts == [
+        "Dear Bob Builder, Front desk expires in 7 days.",
+        "Dear Carol, Front desk expires in 7 days.",
+        "Dear Bob Builder, Front desk expires in 7 days.",
+    ]
+
+
+def test_a_recipient_named_only_in_a_base_template_still_makes_each_e_mail_personal(tmp_path: Path):
+    assert renderer().personal is False
+    (tmp_path / "base.txt").write_text("{% block content %}{% endblock %}\nSent to {{ recipient.email }}.\n")
+    composer = renderer(tmp_path).composer(notice(), now=NOW)
+    carol = Recipient("carol", "carol@example.com", "Carol")
+    texts = [received(composer.message(r)).get_body(("plain",)).get_content() for r in (BOB, carol)]
+    assert "Sent to bob@example.com." in texts[0] and "Sent to carol@example.com." in texts[1]
