@@ -36,7 +36,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tokens = parse_service_tokens(cfg.service_tokens)
         if cfg.reaper_service_name not in tokens:
             raise RuntimeError(f"SERVICE_TOKENS has no entry for {cfg.reaper_service_name!r} (REAPER_SERVICE_NAME)")
-        pool = await create_pool(cfg.database_url, min_size=1, max_size=cfg.db_pool_size)
+        # The schedule is a hint: each pass asks the keys service what has really expired, so a schedule
+        # write lost in a database crash costs nothing. Commits that skip the WAL flush make the flood of
+        # `deleted` events after a mass expiry cheap for PostgreSQL, which the keys service shares.
+        pool = await create_pool(
+            cfg.database_url,
+            min_size=1,
+            max_size=cfg.db_pool_size,
+            server_settings={"synchronous_commit": "off"},
+        )
         keys = KeysClient(cfg.keys_url, tokens[cfg.reaper_service_name], cfg.keys_timeout.total_seconds())
         schedule = Schedule(pool)
         reaper = Reaper(
