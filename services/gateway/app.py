@@ -25,6 +25,7 @@ from services.gateway.upstream import KeysService, Notifier
 from services.gateway.views import make_templates
 from shared.auth import parse_service_tokens
 from shared.errors import ApiError, BodySizeLimit, error_body, install_error_handlers
+from shared.heap import freeze_startup_heap
 from shared.logging import configure_logging
 from shared.observability import instrument, tcp_reachable
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, live_events: bool = True) ->
         templates.env.globals["auth_mode"] = cfg.auth_mode
         task = asyncio.create_task(live.run(), name="live-events") if live_events else None
         log.info("gateway ready on port %d (AUTH_MODE=%s)", cfg.port, cfg.auth_mode)
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -19,6 +19,7 @@ from services.keys.verify import VerifyFastPath
 from shared.auth import ServiceTokens, parse_service_tokens
 from shared.db import create_pool
 from shared.errors import BodySizeLimit, install_error_handlers
+from shared.heap import freeze_startup_heap
 from shared.logging import configure_logging
 from shared.observability import instrument, tcp_reachable
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
                 ),
             ]
         log.info("keys service ready on port %d", cfg.port)
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -22,6 +22,7 @@ from shared.auth import ServiceTokens, parse_service_tokens
 from shared.consumer import EventConsumer
 from shared.db import create_pool
 from shared.errors import install_error_handlers
+from shared.heap import freeze_startup_heap
 from shared.logging import configure_logging
 from shared.observability import instrument, tcp_reachable
 
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cfg.smtp_host,
             cfg.smtp_port,
         )
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -18,6 +18,7 @@ from services.reaper.service import Reaper
 from shared.auth import parse_service_tokens
 from shared.consumer import EventConsumer
 from shared.db import create_pool
+from shared.heap import freeze_startup_heap
 from shared.logging import configure_logging
 from shared.observability import instrument, tcp_reachable
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(consumer.run(), name="reaper-consumer"),
         ]
         log.info("reaper ready on port %d, keys service at %s", cfg.port, cfg.keys_url)
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -157,8 +157,9 @@ async def test_organizations_come_as_the_tree_the_caller_can_see(gateway: httpx.
     assert [c["id"] for c in tree[0]["children"]] == [str(tenant.orgs["org-1"])]
     assert [c["id"] for c in tree[0]["children"][0]["children"]] == [str(tenant.orgs["org-2"])]
     system = (await gateway.get("/api/v1/organizations", headers=bearer(world.system_admin))).json()
-    assert [n["id"] for n in system] == [str(world.root_id)]
-    assert str(tenant.id) in {c["id"] for c in system[0]["children"]}
+    # Other tests (a directory import) may add roots of their own to the shared database.
+    roots = {n["id"]: n for n in system}
+    assert str(tenant.id) in {c["id"] for c in roots[str(world.root_id)]["children"]}
 
 
 async def test_creating_organizations_and_administrators_within_reach(
