@@ -57,7 +57,16 @@ async def test_a_redelivered_event_changes_nothing():
     schedule = FakeSchedule()
     handle = dispatcher(HandlerContext(schedule, FakeReaper()))  # type: ignore[arg-type]
     created = CloudEvent.of(KeyCreated(**fields(uuid4())))
-    deleted = CloudEvent.of(KeyDeleted(**fields(created.data.key_id), reason="expired", deleted_by="system"))
+    deleted = CloudEvent.of(KeyDeleted(**fields(created.data.key_id), reason="manual", deleted_by="alice"))
     for event in (created, deleted, created, deleted):  # a partition replayed from an earlier offset
         await handle(event)
     assert schedule.entries == {}
+
+
+async def test_an_expired_deletion_leaves_the_entry_to_the_pass_that_reaped_it():
+    schedule = FakeSchedule()
+    handle = dispatcher(HandlerContext(schedule, FakeReaper()))  # type: ignore[arg-type]
+    created = CloudEvent.of(KeyCreated(**fields(uuid4(), expires_at=NOW)))
+    await handle(created)
+    await handle(CloudEvent.of(KeyDeleted(**fields(created.data.key_id), reason="expired", deleted_by="system")))
+    assert schedule.entries == {created.data.key_id: NOW}, "no statement per reaped key"
