@@ -23,9 +23,9 @@ from bench.profile import profiled
 from bench.report import Check, Result
 from bench.stack import CpuMeter, Process, fresh_topic, running
 from bench.world import Bench
-from services.keys.repository import KEY_COLUMNS
-from services.keys.service import common_fields
-from shared.events import CloudEvent, KeyExpiring, encode
+from services.keys.expiry import expiring_event
+from services.keys.repository import KEY_COLUMNS, ORGANIZATION_NAMES
+from shared.events import CloudEvent, encode
 from shared.kafka import idempotent_producer
 
 THRESHOLD = 7 * 86400
@@ -55,14 +55,20 @@ async def _events(b: Bench, conn: asyncpg.Connection, topic: str, count: int) ->
         b.dsn, tenant_orgs, count, first=b.loaded, prefix=prefix, spread=60, lifetime=6 * 86400, noticed=THRESHOLD
     )
     b.loaded += count
-    rows = await conn.fetch(f"SELECT {KEY_COLUMNS} FROM keys.api_keys WHERE name LIKE $1", prefix + "%")
+    # The columns the keys service's watcher reads, so the events are the ones it would write.
+    rows = await conn.fetch(
+        f"""SELECT {KEY_COLUMNS}, $2::bigint AS threshold, extract(epoch FROM expires_at - now()) AS seconds_left,
+                   {ORGANIZATION_NAMES}
+            FROM keys.api_keys k WHERE name LIKE $1""",
+        prefix + "%",
+        THRESHOLD,
+    )
     producer = idempotent_producer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "bench-events")
     await producer.start()
     try:
         deliveries = []
         for row in rows:
-            event = KeyExpiring(**common_fields(row), threshold_seconds=THRESHOLD, days_left=6)
-            key, value, headers = encode(CloudEvent.of(event))
+            key, value, headers = encode(CloudEvent.of(expiring_event(row)))
             deliveries.append(await producer.send(topic, value=value, key=key, headers=headers))
         await asyncio.gather(*deliveries)
     finally:

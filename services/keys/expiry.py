@@ -22,22 +22,23 @@ def days_left(seconds_left: float) -> int:
     return max(0, math.ceil(seconds_left / 86400))
 
 
+def expiring_event(row: asyncpg.Record) -> KeyExpiring:
+    """From a row of `repository.announce_expiring` (key columns, threshold, seconds_left, organization_names)."""
+    return KeyExpiring(
+        **common_fields(row),
+        threshold_seconds=row["threshold"],
+        days_left=days_left(float(row["seconds_left"])),
+        organization_names=row["organization_names"],
+    )
+
+
 async def announce_once(pool: asyncpg.Pool, thresholds: list[int], topic: str) -> int:
     """One pass: every key that crossed a threshold gets its event; returns how many were announced."""
     announced = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
             rows = await repository.announce_expiring(conn, thresholds, BATCH)
-            events = [
-                CloudEvent.of(
-                    KeyExpiring(
-                        **common_fields(row),
-                        threshold_seconds=row["threshold"],
-                        days_left=days_left(float(row["seconds_left"])),
-                    )
-                )
-                for row in rows
-            ]
+            events = [CloudEvent.of(expiring_event(row)) for row in rows]
             if events:
                 await repository.add_events(conn, topic, events)
         for row in rows:

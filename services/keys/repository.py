@@ -14,6 +14,12 @@ KEY_COLUMNS = (
     "last_used_at, key_display"
 )
 SECRET_COLUMNS = "ciphertext, enc_key_id"
+# The names from the tenant down to a key `k`'s organization (the system root left out): what an e-mail
+# about the key shows, carried by its `expiring` event so that the notifier need not ask for it.
+ORGANIZATION_NAMES = """(
+    SELECT array_agg(o.name ORDER BY nlevel(o.path)) FROM keys.organizations o
+    WHERE o.path @> k.organization_path AND nlevel(o.path) > 1
+) AS organization_names"""
 
 # Sort field -> (SQL expression, how a cursor value is cast back). Each has an index on (expr, id).
 SORTS: dict[str, tuple[str, str]] = {
@@ -281,7 +287,7 @@ async def announce_expiring(conn: asyncpg.Connection, thresholds: list[int], lim
         UPDATE keys.api_keys k SET noticed_threshold_seconds = due.threshold
         FROM due WHERE k.id = due.id
         RETURNING {", ".join("k." + c.strip() for c in KEY_COLUMNS.split(","))}, due.threshold,
-            extract(epoch FROM k.expires_at - now()) AS seconds_left
+            extract(epoch FROM k.expires_at - now()) AS seconds_left, {ORGANIZATION_NAMES}
         """,
         thresholds,
         max(thresholds),

@@ -1,8 +1,9 @@
 """What the notifier asks the keys service, which owns the directory: who to e-mail, and organization names.
 
 Recipients are cached a few seconds only, so an e-mail goes to the directory as it stands when it is sent.
-Organization names come from `GET /v1/organizations/{id}/path` (service token), cached longer: they rarely
-change, and the names are kept on the notice once read.
+Organization names come with the `expiring` event; for an event without them, from
+`GET /v1/organizations/{id}/path` (service token), cached longer: they rarely change, and the names are
+kept on the notice once read.
 """
 
 import logging

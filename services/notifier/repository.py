@@ -33,8 +33,8 @@ async def insert_notice(conn: asyncpg.Connection, event_id: str, announced_at: o
     status = await conn.execute(
         """
         INSERT INTO notifier.notices (key_id, threshold_seconds, event_id, tenant_id, organization_id, key_name,
-            key_display, created_by, key_created_at, expires_at, announced_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            key_display, created_by, key_created_at, expires_at, announced_at, organization_path)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
         ON CONFLICT DO NOTHING
         """,
         data.key_id,
@@ -48,6 +48,8 @@ async def insert_notice(conn: asyncpg.Connection, event_id: str, announced_at: o
         data.created_at,
         data.expires_at,
         announced_at,
+        # Names from the event when it has them; otherwise the sender asks the keys service.
+        data.organization_names or None,
     )
     return status.endswith(" 1")
 

@@ -28,7 +28,7 @@ async def forget_key(event: CloudEvent, ctx: HandlerContext) -> None:
     # A key deleted because it expired was deleted by a pass, and that pass forgets every entry due by its
     # start in one statement; forgetting each here too meant one statement per key after a mass expiry,
     # competing with the reaping for the database and the CPU.
-    if event.data.reason == "expired":
+    if isinstance(event.data, KeyDeleted) and event.data.reason == "expired":
         return
     await ctx.schedule.forget(event.data.key_id)
 

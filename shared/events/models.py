@@ -38,6 +38,13 @@ class KeyExpiring(KeyEventData):
     type: ClassVar[str] = "io.keyward.apikey.expiring.v1"
     threshold_seconds: int = Field(gt=0, description="The notice threshold the key crossed")
     days_left: int = Field(ge=0, description="Whole days until expiry, rounded up")
+    organization_names: list[str] | None = Field(
+        default=None,
+        description=(
+            "Names of the organizations from the tenant down to the key's organization, as they stood when "
+            "the event was written (absent from events written before this field existed)"
+        ),
+    )
 
 
 class KeyDeleted(KeyEventData):

@@ -72,6 +72,8 @@ async def test_after_downtime_only_the_most_imminent_threshold_is_announced_once
     await asyncio.sleep(2.5)  # two more watcher passes: nothing new
     notices = expiring(event_log, key["id"])
     assert [(n.threshold_seconds, n.days_left) for n in notices] == [(14 * DAY, 10), (3 * DAY, 2)]
+    # What the e-mail shows, from the tenant down (the system root left out).
+    assert {tuple(n.organization_names or ()) for n in notices} == {(tenant.name,)}
 
 
 async def test_several_watchers_announce_each_key_once_per_threshold(

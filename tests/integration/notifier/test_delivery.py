@@ -44,6 +44,22 @@ async def test_each_tenant_administrator_gets_one_email_naming_the_key_and_its_o
     assert {i["threshold"] for i in items} == {"7d"}
 
 
+async def test_the_organization_names_an_expiring_event_carries_are_the_ones_the_email_shows(
+    publish: Publisher, sink: Sink, make_tenant
+):
+    """The keys service writes the names into the event: the notifier shows them without asking for them."""
+    tenant = await make_tenant(admins=1)
+    fields = key_fields(tenant, days=3)
+    event = CloudEvent.of(
+        KeyExpiring(**fields, threshold_seconds=3 * 86400, days_left=3, organization_names=["Acme Corp", "Lyon Desk"])
+    )
+    await publish.event(event)
+    await sink.wait_for(lambda: len(sink.about(fields["key_id"])) == 1)
+    (received,) = sink.about(fields["key_id"])
+    assert "Acme Corp / Lyon Desk" in received.message.get_body(("plain",)).get_content()
+    assert received.message["Subject"].endswith("of Lyon Desk expires in 3 days")
+
+
 async def test_the_service_reports_ready_and_exports_its_metrics(notifier: Notifier):
     async with httpx.AsyncClient(base_url=notifier.url) as client:
         ready = await client.get("/readyz")
