@@ -7,6 +7,7 @@ partition is committed meanwhile.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -53,6 +54,9 @@ class EventConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._handled: dict[TopicPartition, int] = {}
+        # Partitions this process has a lag value for: dropped when they move to another consumer, so a
+        # stale value does not stay on the dashboard (and in alerts) after a rebalance.
+        self._lag_reported: set[int] = set()
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -88,6 +92,7 @@ class EventConsumer:
             if not batches:
                 for tp in self._consumer.assignment():
                     await self._observe_lag(tp)
+            self.drop_lag_of_unassigned({tp.partition for tp in self._consumer.assignment()})
 
     async def _commit_handled(self) -> None:
         """Commits what was handled; also on the way out (SIGTERM), so a restart replays as little as possible."""
@@ -137,6 +142,13 @@ class EventConsumer:
         if highwater is not None:
             position = await self._consumer.position(tp)
             CONSUMER_LAG.labels(self.group_id, str(tp.partition)).set(max(0, highwater - position))
+            self._lag_reported.add(tp.partition)
+
+    def drop_lag_of_unassigned(self, assigned: set[int]) -> None:
+        for partition in self._lag_reported - assigned:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.group_id, str(partition))
+        self._lag_reported &= assigned
 
     async def _close(self) -> None:
         self.ready.clear()

@@ -31,6 +31,11 @@ ROWS = [
                 ],
             ),
             (
+                "Keys stored",
+                "short",
+                [("keys", "max(keyward_keys_stored{NS})")],
+            ),
+            (
                 "Verify rate by outcome",
                 "reqps",
                 [("{{outcome}}", "sum by (outcome) (rate(keyward_verify_total{NS}[5m]))")],

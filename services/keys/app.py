@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.keys import expiry, repository
+from services.keys import expiry, gauges, repository
 from services.keys.config import Settings
 from services.keys.context import KeysContext
 from services.keys.crypto import KeyCipher, KeyDigester, parse_ring
 from services.keys.directory.endpoints import router as directory_router
 from services.keys.endpoints import router as keys_router
-from services.keys.relay import OutboxRelay, observe_outbox
+from services.keys.relay import OutboxRelay
 from services.keys.verify import VerifyFastPath
 from shared.auth import ServiceTokens, parse_service_tokens
 from shared.db import create_pool
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
                 ctx.usage.run(record_usage, cfg.usage_flush_interval.total_seconds()),
                 name="usage",
             ),
-            asyncio.create_task(observe_outbox(pool), name="outbox-gauges"),
+            asyncio.create_task(gauges.observe(pool), name="gauges"),
         ]
         if workers:
             tasks += [

@@ -3,6 +3,9 @@ from prometheus_client import Counter, Gauge, Histogram
 KEYS_CREATED = Counter("keyward_keys_created_total", "API keys created")
 KEYS_DELETED = Counter("keyward_keys_deleted_total", "API keys deleted", ["reason"])
 VERIFY_OUTCOMES = Counter("keyward_verify_total", "Key verifications by outcome", ["outcome"])
+KEYS_STORED = Gauge(
+    "keyward_keys_stored", "API keys in the database (an expired key counts until the reaper deletes it)"
+)
 OUTBOX_BACKLOG = Gauge("keyward_outbox_backlog", "Outbox events not yet acknowledged by Kafka")
 OUTBOX_OLDEST_AGE = Gauge("keyward_outbox_oldest_unsent_age_seconds", "Age of the oldest unsent outbox event")
 RELAY_PUBLISHED = Counter("keyward_relay_published_total", "Events the relay published to Kafka")

@@ -16,8 +16,6 @@ from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, w
 
 from services.keys import repository
 from services.keys.metrics import (
-    OUTBOX_BACKLOG,
-    OUTBOX_OLDEST_AGE,
     RELAY_FAILURES,
     RELAY_LAG,
     RELAY_LEADER,
@@ -150,16 +148,3 @@ class OutboxRelay:
 
     async def close(self) -> None:
         await self._drop_producer()
-
-
-async def observe_outbox(pool: asyncpg.Pool, interval: float = 5.0) -> None:
-    """Keeps the backlog gauges current on every replica, whether or not this one relays or Kafka answers."""
-    while True:
-        try:
-            async with pool.acquire() as conn:
-                row = await repository.outbox_backlog(conn)
-            OUTBOX_BACKLOG.set(row["backlog"])
-            OUTBOX_OLDEST_AGE.set(float(row["oldest_age"]))
-        except Exception:
-            log.warning("could not read the outbox backlog", exc_info=True)
-        await asyncio.sleep(interval)

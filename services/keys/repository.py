@@ -318,6 +318,11 @@ async def outbox_backlog(conn: asyncpg.Connection) -> asyncpg.Record:
     )
 
 
+async def keys_stored(conn: asyncpg.Connection) -> int:
+    """From the per-organization counts the triggers keep: no scan of the keys."""
+    return int(await conn.fetchval("SELECT coalesce(sum(keys), 0) FROM keys.organization_key_counts"))
+
+
 async def purge_sent(conn: asyncpg.Connection, older_than_seconds: float, limit: int = 10000) -> int:
     status = await conn.execute(
         """

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from services.keys import repository
 from services.keys.crypto import KeyCipher, KeyDigester, Sealed, parse_ring
 from services.keys.directory.importer import DirectoryImportError, import_directory, load
 from services.keys.rotation import rotate
@@ -112,3 +113,13 @@ async def test_metrics_label_requests_by_route_template_not_raw_path(as_admin, t
     assert 'route="/v1/keys/{key_id}"' in text
     assert key["id"] not in text
     assert "keyward_keys_created_total" in text and "keyward_verify_total" in text
+
+
+async def test_the_stored_keys_gauge_counts_every_key_without_scanning_them(as_admin, tenant: Tenant, http, pool):
+    admin = as_admin(tenant.admins[0])
+    keys = [await create(admin, tenant.id) for _ in range(2)]
+    await admin.delete(f"/v1/keys/{keys[0]['id']}")
+    async with pool.acquire() as conn:
+        stored = await repository.keys_stored(conn)
+        assert stored == await conn.fetchval("SELECT count(*) FROM keys.api_keys")
+    assert "keyward_keys_stored " in (await http.get("/metrics")).text
