@@ -65,9 +65,13 @@ class BulkDeleted(BaseModel):
     deleted: list[UUID]
 
 
+# The longest `key` a verify request may present (a real key is 46 characters).
+MAX_PRESENTED_KEY = 512
+
+
 class VerifyRequest(BaseModel):
     # Lenient on purpose: a malformed key is an ordinary "invalid" answer, not a 422 that tells it apart.
-    key: Annotated[str, Field(max_length=512)]
+    key: Annotated[str, Field(max_length=MAX_PRESENTED_KEY)]
 
 
 class VerifyResponse(BaseModel):

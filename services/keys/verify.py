@@ -20,6 +20,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.keys import service
+from services.keys.schemas import MAX_PRESENTED_KEY
 from shared.errors import RETRY_AFTER_SECONDS, UNAVAILABLE_ERRORS, unavailable_body
 from shared.observability import REQUEST_LATENCY, REQUESTS
 
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 PATH = "/v1/keys/verify"
 # A verify body is `{"key": "kwk_…"}`, about 60 bytes; this leaves room for whitespace and extra fields.
 MAX_BODY_BYTES = 4096
-MAX_KEY_CHARS = 512  # as VerifyRequest: longer is the route's 422
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -104,7 +104,7 @@ def _key_of(body: bytes) -> str | None:
     except orjson.JSONDecodeError:
         return None
     key = parsed.get("key") if isinstance(parsed, dict) else None
-    return key if isinstance(key, str) and len(key) <= MAX_KEY_CHARS else None
+    return key if isinstance(key, str) and len(key) <= MAX_PRESENTED_KEY else None
 
 
 def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
