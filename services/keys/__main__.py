@@ -1,4 +1,4 @@
-"""`python -m services.keys COMMAND`: serve, import-directory FILE, reencrypt."""
+"""`python -m services.keys COMMAND`: serve, relay, import-directory FILE, reencrypt."""
 
 import argparse
 import asyncio
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import asyncpg
 
-from services.keys.config import Settings
+from services.keys.config import RelaySettings, Settings
 from services.keys.crypto import KeyCipher, KeyDigester, parse_ring
 from services.keys.directory.importer import DirectoryImportError, import_directory, load
 from services.keys.rotation import rotate
@@ -43,11 +43,20 @@ async def _reencrypt(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.keys")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the HTTP service with its relay and expiry watcher")
+    commands.add_parser(
+        "serve", help="run the HTTP service with its expiry watcher (and relay, unless RUN_RELAY=false)"
+    )
+    commands.add_parser("relay", help="run the outbox relay alone (with /healthz, /readyz, /metrics on RELAY_PORT)")
     imp = commands.add_parser("import-directory", help="import organizations and administrators from YAML")
     imp.add_argument("file", type=Path)
     commands.add_parser("reencrypt", help="move every key to the active encryption key and digest secret")
     args = parser.parse_args(argv)
+    if args.command == "relay":
+        from services.keys.app import create_relay_app
+
+        relay_settings = RelaySettings()
+        serve(create_relay_app(relay_settings), relay_settings, relay_settings.relay_port)
+        return 0
     settings = Settings()  # type: ignore[call-arg]
     if args.command == "serve":
         from services.keys.app import create_app

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from services.keys import expiry, gauges, repository
-from services.keys.config import Settings
+from services.keys.config import RelaySettings, Settings
 from services.keys.context import KeysContext
 from services.keys.crypto import KeyCipher, KeyDigester, parse_ring
 from services.keys.directory.endpoints import router as directory_router
@@ -60,9 +60,10 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
             ),
             asyncio.create_task(gauges.observe(pool), name="gauges"),
         ]
+        if workers and cfg.run_relay:
+            tasks.append(asyncio.create_task(relay.run(), name="relay"))
         if workers:
             tasks += [
-                asyncio.create_task(relay.run(), name="relay"),
                 asyncio.create_task(
                     expiry.watch(pool, cfg.expiry_notice_thresholds, cfg.expiry_watch_interval, cfg.kafka_topic),
                     name="expiry-watcher",
@@ -98,4 +99,50 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
     app.add_middleware(BodySizeLimit, max_bytes=(settings.max_body_bytes if settings else 64 * 1024))
     # Added last, so it runs first: the ordinary verify request skips everything above.
     app.add_middleware(VerifyFastPath)
+    return app
+
+
+def create_relay_app(settings: RelaySettings | None = None) -> FastAPI:
+    """The relay as a process of its own: the outbox relay and the outbox gauges, `/healthz`, `/readyz`
+    and `/metrics`. It needs the database and Kafka only: no key material, no service tokens."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        cfg = settings or RelaySettings()
+        configure_logging(cfg.log_level, cfg.log_format)
+        pool = await create_pool(cfg.database_url, min_size=1, max_size=cfg.relay_db_pool_size)
+        app.state.settings, app.state.pool = cfg, pool
+        relay = OutboxRelay(
+            pool,
+            cfg.database_url,
+            cfg.kafka_bootstrap_servers,
+            client_id="keys-relay",
+            retention_seconds=cfg.outbox_retention.total_seconds(),
+        )
+        tasks = [
+            asyncio.create_task(relay.run(), name="relay"),
+            asyncio.create_task(gauges.observe(pool), name="gauges"),
+        ]
+        log.info("keys relay ready on port %d", cfg.relay_port)
+        freeze_startup_heap()
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await relay.close()
+            await pool.close()
+
+    app = FastAPI(title="Keyward keys relay", version="1", lifespan=lifespan, openapi_url=None)
+    install_error_handlers(app)
+
+    async def database() -> None:
+        await app.state.pool.fetchval("SELECT 1")
+
+    async def kafka() -> None:
+        await tcp_reachable(app.state.settings.kafka_bootstrap_servers)
+
+    # Kafka is reported, not required, as in the service: while it is down the outbox keeps every event.
+    instrument(app, "keys-relay", {"database": database}, informational={"kafka": kafka})
     return app

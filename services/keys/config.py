@@ -8,8 +8,19 @@ from shared.durations import Duration, Thresholds
 from shared.settings import ServiceSettings, split_names
 
 
+class RelaySettings(ServiceSettings):
+    """`python -m services.keys relay`: the outbox relay on its own, holding no key material."""
+
+    relay_port: int = 8091
+    outbox_retention: Duration = timedelta(days=7)
+    relay_db_pool_size: int = 4
+
+
 class Settings(ServiceSettings):
     port: int = 8081
+    # False where the relay runs as its own process (`python -m services.keys relay`, the `keys-relay`
+    # Deployment): the replicas that serve verify then spend no CPU on publishing events.
+    run_relay: bool = True
     key_lifetime: Duration = timedelta(days=365)
     expiry_notice_thresholds: Thresholds = Field(
         default=tuple(timedelta(days=d) for d in (30, 14, 7, 3, 1)),
