@@ -72,6 +72,13 @@ class Process:
     def service(cls, name: str, env: dict[str, str]) -> "Process":
         return cls(name, ["-m", f"services.{name}", "serve"], {**env, **EXTRA_ENV})
 
+    @classmethod
+    def keys_relay(cls, env: dict[str, str]) -> "Process":
+        """`python -m services.keys relay`: the outbox relay as production runs it, apart from the API."""
+        process = cls("keys-relay", ["-m", "services.keys", "relay"], {**env, **EXTRA_ENV})
+        process.env["RELAY_PORT"] = str(process.port)
+        return process
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"

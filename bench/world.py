@@ -39,6 +39,13 @@ class Bench:
     def keys_process(self, **extra: str) -> Process:
         return Process.service("keys", self.service_env(**extra))
 
+    def keys_api_and_relay(self, **extra: str) -> tuple[Process, Process]:
+        """The production layout (deploy/k8s): the keys API without the relay, and the relay apart."""
+        return (
+            Process.service("keys", self.service_env(RUN_RELAY="false", **extra)),
+            Process.keys_relay(self.service_env(**extra)),
+        )
+
     def admin_headers(self) -> dict[str, str]:
         """The gateway's credentials acting for the bench's system administrator (the claim lives 60 s)."""
         claim = sign_acting_admin(

@@ -86,7 +86,8 @@ async def run(b: Bench) -> list[Result]:
     try:
         await conn.execute("ANALYZE keys.api_keys")
         env = b.service_env(KAFKA_TOPIC=topic)
-        async with running(Process.service("keys", env)) as keys:
+        api, relay = b.keys_api_and_relay(KAFKA_TOPIC=topic)
+        async with running(relay), running(api) as keys:
             reaper = Process.service(
                 "reaper", {**env, "KEYS_URL": keys.url, "REAPER_CONSUMER_GROUP": f"bench-reaper-{uuid4().hex[:8]}"}
             )
@@ -98,7 +99,7 @@ async def run(b: Bench) -> list[Result]:
                 await asyncio.sleep(max(0.0, (first - datetime.now(UTC)).total_seconds()))
                 samples = b.workdir / "reaper-verify-samples.txt"
                 during_pacer = await _pacer(keys.url, keys_file, 300, samples)
-                cpu = CpuMeter(keys=[keys.pid], reaper=[reaper.pid]).start()
+                cpu = CpuMeter(keys=[keys.pid], relay=[relay.pid], reaper=[reaper.pid]).start()
                 async with profiled(keys.pid, "reaper-keys"):
                     deadline = time.monotonic() + 300
                     while await conn.fetchval(

@@ -4,8 +4,13 @@ from collections.abc import Iterator
 from typing import Any
 
 Doc = dict[str, Any]
-SERVICES = ("keys", "notifier", "reaper", "gateway")
-PORTS = {"gateway": 8080, "keys": 8081, "notifier": 8082, "reaper": 8083}
+# Every Deployment of ours: the four services, and the keys service's relay run apart.
+SERVICES = ("keys", "keys-relay", "notifier", "reaper", "gateway")
+PORTS = {"gateway": 8080, "keys": 8081, "notifier": 8082, "reaper": 8083, "keys-relay": 8091}
+# What each one runs: (package under services/, command, the variable that sets its port).
+COMMANDS = {s: (s, "serve", "PORT") for s in ("keys", "notifier", "reaper", "gateway")} | {
+    "keys-relay": ("keys", "relay", "RELAY_PORT")
+}
 
 
 def of_kind(docs: list[Doc], kind: str) -> list[Doc]:

@@ -14,6 +14,8 @@ from tests.integration.deploy.manifests import SERVICES, environment, main_conta
 
 
 def settings_class(service: str) -> Any:
+    if service == "keys-relay":
+        return importlib.import_module("services.keys.config").RelaySettings
     return importlib.import_module(f"services.{service}.config").Settings
 
 

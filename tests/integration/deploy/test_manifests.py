@@ -9,6 +9,7 @@ import pytest
 
 from tests.integration.deploy.conftest import OVERLAYS, ROOT
 from tests.integration.deploy.manifests import (
+    COMMANDS,
     PORTS,
     SERVICES,
     all_containers,
@@ -103,7 +104,7 @@ def test_production_runs_at_least_three_replicas_of_the_autoscaled_services_and_
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_container_runs_as_non_root_on_a_read_only_root_without_capabilities(rendered, overlay):
     templates = list(pod_templates(rendered[overlay]))
-    assert len(templates) == 5  # four services and the re-encryption job
+    assert len(templates) == 6  # four services, the keys relay and the re-encryption job
     for where, template in templates:
         pod = template["spec"]
         assert pod["automountServiceAccountToken"] is False, where
@@ -130,14 +131,15 @@ def test_every_container_runs_as_non_root_on_a_read_only_root_without_capabiliti
 def test_each_service_is_probed_and_drains_before_its_grace_period_ends(rendered, overlay):
     docs = rendered[overlay]
     # uvicorn's timeout_graceful_shutdown in each services/<name>/__main__.py, plus the lifespan's own stop.
-    drain = {"keys": 20, "notifier": 20, "reaper": 20, "gateway": 5}
+    drain = {"keys": 20, "keys-relay": 20, "notifier": 20, "reaper": 20, "gateway": 5}
     for service in SERVICES:
+        package, command, port_variable = COMMANDS[service]
         pod = deployment(docs, service)["spec"]["template"]["spec"]
         container = main_container(docs, service)
-        assert container["args"] == [f"services.{service}", "serve"]
-        assert (ROOT / "services" / service / "__main__.py").exists()
+        assert container["args"] == [f"services.{package}", command]
+        assert (ROOT / "services" / package / "__main__.py").exists()  # the commands run in tests of their own
         assert container["ports"] == [{"name": "http", "containerPort": PORTS[service], "protocol": "TCP"}]
-        assert {"name": "PORT", "value": str(PORTS[service])} in container["env"]
+        assert {"name": port_variable, "value": str(PORTS[service])} in container["env"]
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -149,11 +151,12 @@ def test_each_service_is_probed_and_drains_before_its_grace_period_ends(rendered
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_services_with_a_schema_migrate_it_in_an_init_container_and_the_gateway_has_no_database(rendered, overlay):
     docs = rendered[overlay]
-    for service in ("keys", "notifier", "reaper"):
+    for service in ("keys", "keys-relay", "notifier", "reaper"):
+        schema = COMMANDS[service][0]
         (init,) = deployment(docs, service)["spec"]["template"]["spec"]["initContainers"]
-        assert init["args"] == ["shared.migrate", service]
+        assert init["args"] == ["shared.migrate", schema]
         assert init["image"] == main_container(docs, service)["image"]
-        assert any((ROOT / "services" / service / "migrations").glob("*.sql"))
+        assert any((ROOT / "services" / schema / "migrations").glob("*.sql"))
         assert "DATABASE_URL" in environment(docs, init)[1]
     gateway = deployment(docs, "gateway")["spec"]["template"]["spec"]
     assert "initContainers" not in gateway

@@ -104,7 +104,13 @@ def test_only_the_gateway_takes_traffic_from_the_ingress_controller(rendered, ov
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_service_is_reached_only_by_the_services_that_call_it(rendered, overlay):
     docs = rendered[overlay]
-    callers = {"keys": {"gateway", "notifier", "reaper"}, "notifier": {"gateway"}, "reaper": set(), "gateway": set()}
+    callers = {
+        "keys": {"gateway", "notifier", "reaper"},
+        "keys-relay": set(),
+        "notifier": {"gateway"},
+        "reaper": set(),
+        "gateway": set(),
+    }
     for target, expected in callers.items():
         for source in SERVICES:
             if source == target:
@@ -123,7 +129,7 @@ def test_each_service_reaches_its_dependencies_and_nothing_else(rendered, overla
     config = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].startswith("keyward-config"))["data"]
     smtp_port = int(config["SMTP_PORT"])
     smtp = pod(NAMESPACE[overlay], **{"app.kubernetes.io/name": "mailpit"}) if overlay == "dev" else OUTSIDE
-    database = {"keys", "notifier", "reaper"}
+    database = {"keys", "keys-relay", "notifier", "reaper"}
     for service in SERVICES:
         me = service_pod(overlay, service)
         assert allowed(docs, overlay, me, KUBE_DNS, 53, "UDP"), service
