@@ -6,6 +6,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from fastapi import FastAPI
 
 from services.keys import expiry, gauges, repository
@@ -45,13 +46,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         app.state.pool = pool
         app.state.keys = ctx
         app.state.service_tokens = ServiceTokens(parse_service_tokens(cfg.service_tokens))
-        relay = OutboxRelay(
-            pool,
-            cfg.database_url,
-            cfg.kafka_bootstrap_servers,
-            client_id="keys-relay",
-            retention_seconds=cfg.outbox_retention.total_seconds(),
-        )
+        relay = outbox_relay(pool, cfg)
         record_usage = functools.partial(repository.record_usage, pool)
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(
@@ -87,15 +82,9 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
     app.include_router(keys_router)
     app.include_router(directory_router)
 
-    async def database() -> None:
-        await app.state.pool.fetchval("SELECT 1")
-
-    async def kafka() -> None:
-        await tcp_reachable(app.state.settings.kafka_bootstrap_servers)
-
     # Kafka is reported, not required: the outbox keeps every event while it is down, and verify must
     # go on serving voice clients meanwhile.
-    instrument(app, "keys", {"database": database}, informational={"kafka": kafka})
+    instrument_with_database_and_kafka(app, "keys")
     app.add_middleware(BodySizeLimit, max_bytes=(settings.max_body_bytes if settings else 64 * 1024))
     # Added last, so it runs first: the ordinary verify request skips everything above.
     app.add_middleware(VerifyFastPath)
@@ -112,13 +101,7 @@ def create_relay_app(settings: RelaySettings | None = None) -> FastAPI:
         configure_logging(cfg.log_level, cfg.log_format)
         pool = await create_pool(cfg.database_url, min_size=1, max_size=cfg.relay_db_pool_size)
         app.state.settings, app.state.pool = cfg, pool
-        relay = OutboxRelay(
-            pool,
-            cfg.database_url,
-            cfg.kafka_bootstrap_servers,
-            client_id="keys-relay",
-            retention_seconds=cfg.outbox_retention.total_seconds(),
-        )
+        relay = outbox_relay(pool, cfg)
         tasks = [
             asyncio.create_task(relay.run(), name="relay"),
             asyncio.create_task(gauges.observe(pool), name="gauges"),
@@ -137,12 +120,27 @@ def create_relay_app(settings: RelaySettings | None = None) -> FastAPI:
     app = FastAPI(title="Keyward keys relay", version="1", lifespan=lifespan, openapi_url=None)
     install_error_handlers(app)
 
+    instrument_with_database_and_kafka(app, "keys-relay")
+    return app
+
+
+def outbox_relay(pool: asyncpg.Pool, cfg: Settings | RelaySettings) -> OutboxRelay:
+    return OutboxRelay(
+        pool,
+        cfg.database_url,
+        cfg.kafka_bootstrap_servers,
+        client_id="keys-relay",
+        retention_seconds=cfg.outbox_retention.total_seconds(),
+    )
+
+
+def instrument_with_database_and_kafka(app: FastAPI, name: str) -> None:
+    """/healthz, /readyz (the database decides; Kafka is reported) and /metrics."""
+
     async def database() -> None:
         await app.state.pool.fetchval("SELECT 1")
 
     async def kafka() -> None:
         await tcp_reachable(app.state.settings.kafka_bootstrap_servers)
 
-    # Kafka is reported, not required, as in the service: while it is down the outbox keeps every event.
-    instrument(app, "keys-relay", {"database": database}, informational={"kafka": kafka})
-    return app
+    instrument(app, name, {"database": database}, informational={"kafka": kafka})
