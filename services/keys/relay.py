@@ -71,9 +71,6 @@ class OutboxRelay:
                 await asyncio.sleep(1.0)
             RELAY_LEADER.set(1)
             log.info("relay: this replica publishes the outbox")
-            # Connected now rather than at the first event: the producer's start (metadata, producer id)
-            # would otherwise fall on the first burst of events, stalling the service's requests with it.
-            await self._ensure_producer()
             await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
             # A lock connection that dies (a failover, or an operator's pg_terminate_backend) wakes the loop
             # at once: without this an idle leader noticed only at its next safety wake, up to 30 s later.
