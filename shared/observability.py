@@ -5,7 +5,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,10 +54,22 @@ class RequestMetrics:
                 REQUESTS.labels(*labels).inc()
 
 
+# Headers a reverse proxy (ingress-nginx, a load balancer) adds to what it relays; a scraper talking to the
+# pod directly sends none of them.
+PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
 def operations_router(
-    checks: dict[str, ReadinessCheck], informational: dict[str, ReadinessCheck] | None = None, timeout: float = 2.0
+    checks: dict[str, ReadinessCheck],
+    informational: dict[str, ReadinessCheck] | None = None,
+    timeout: float = 2.0,
+    *,
+    metrics_through_proxies: bool = True,
 ) -> APIRouter:
-    """`checks` decide readiness; `informational` ones are reported but never take the pod out of service."""
+    """`checks` decide readiness; `informational` ones are reported but never take the pod out of service.
+
+    `metrics_through_proxies=False` (the gateway, the one service behind the Ingress): `/metrics` answers
+    404 to a request that came through a proxy, so the outside cannot read the metrics of the pod."""
     router = APIRouter(include_in_schema=False)
 
     @router.get("/healthz")
@@ -72,7 +84,9 @@ def operations_router(
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": results}, 200 if ready else 503)
 
     @router.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if not metrics_through_proxies and any(h in request.headers for h in PROXY_HEADERS):
+            raise HTTPException(404, "Not Found")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
@@ -109,6 +123,8 @@ def instrument(
     service: str,
     checks: dict[str, ReadinessCheck],
     informational: dict[str, ReadinessCheck] | None = None,
+    *,
+    metrics_through_proxies: bool = True,
 ) -> None:
-    app.include_router(operations_router(checks, informational))
+    app.include_router(operations_router(checks, informational, metrics_through_proxies=metrics_through_proxies))
     app.add_middleware(RequestMetrics, service=service)

@@ -96,7 +96,14 @@ def create_app(settings: Settings | None = None, *, live_events: bool = True) ->
             raise RuntimeError("the live-event consumer is not positioned yet")
 
     # Only the keys service decides readiness: without the notifier or Kafka the console still works.
-    instrument(app, "gateway", {"keys": keys_service}, informational={"notifier": notifier, "live_events": events})
+    # The gateway is behind the Ingress: its metrics are for Prometheus, which scrapes the pod directly.
+    instrument(
+        app,
+        "gateway",
+        {"keys": keys_service},
+        informational={"notifier": notifier, "live_events": events},
+        metrics_through_proxies=False,
+    )
     app.add_middleware(BodySizeLimit, max_bytes=(settings.max_body_bytes if settings else 64 * 1024))
     app.add_middleware(SecurityHeaders)
     return app

@@ -210,3 +210,13 @@ async def test_a_keys_service_that_does_not_answer_is_a_503(make_gateway, tenant
         ready = await gw.get("/readyz")
         assert ready.status_code == 503
         assert (await gw.get("/healthz")).status_code == 200
+
+
+async def test_metrics_answer_a_direct_scrape_but_not_a_request_relayed_by_the_ingress(gateway: httpx.AsyncClient):
+    direct = await gateway.get("/metrics")
+    assert direct.status_code == 200 and "http_requests_total" in direct.text
+    for header in ({"X-Forwarded-For": "203.0.113.10"}, {"X-Real-IP": "203.0.113.10"}, {"Forwarded": "for=1.2.3.4"}):
+        relayed = await gateway.get("/metrics", headers=header)
+        assert relayed.status_code == 404, header
+        assert "http_requests_total" not in relayed.text
+    assert (await gateway.get("/healthz", headers={"X-Forwarded-For": "203.0.113.10"})).status_code == 200
