@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         app.state.pool = pool
         app.state.keys = ctx
         app.state.service_tokens = ServiceTokens(parse_service_tokens(cfg.service_tokens))
-        relay = outbox_relay(pool, cfg)
+        # None where a relay process of its own publishes the outbox (RUN_RELAY=false).
+        relay = outbox_relay(pool, cfg) if workers and cfg.run_relay else None
         record_usage = functools.partial(repository.record_usage, pool)
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
             ),
             asyncio.create_task(gauges.observe(pool), name="gauges"),
         ]
-        if workers and cfg.run_relay:
+        if relay is not None:
             tasks.append(asyncio.create_task(relay.run(), name="relay"))
         if workers:
             tasks += [
@@ -74,7 +75,8 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await ctx.usage.flush(record_usage)
-            await relay.close()
+            if relay is not None:
+                await relay.close()
             await pool.close()
 
     app = FastAPI(title="Keyward keys service", version="1", lifespan=lifespan)

@@ -18,6 +18,7 @@ from shared.auth import parse_service_tokens, sign_acting_admin
 from shared.events import CloudEvent, KeyCreated, KeyDeleted, encode
 from shared.kafka import ensure_topics, idempotent_producer
 from tests.fixtures.directory import Tenant
+from tests.fixtures.events import detached_key_fields
 from tests.fixtures.processes import ServiceProcess
 from tests.integration.conftest import World, service_env
 
@@ -135,19 +136,7 @@ def deleted_event(_: int) -> CloudEvent:
 
 
 def created_event(_: int) -> CloudEvent:
-    now = datetime.now(UTC)
-    return CloudEvent.of(
-        KeyCreated(
-            key_id=uuid4(),
-            name="shutdown test",
-            organization_id=uuid4(),
-            tenant_id=uuid4(),
-            created_by="deploy-test",
-            created_at=now,
-            expires_at=now + timedelta(days=300),
-            key_display="kwk_test...0000",
-        )
-    )
+    return CloudEvent.of(KeyCreated(**detached_key_fields(name="shutdown test", created_by="deploy-test")))
 
 
 async def notifier_handled(pool: asyncpg.Pool, events: list[CloudEvent]) -> set[str]:

@@ -3,8 +3,6 @@ relay (RUN_RELAY=false): the production layout, where the replicas serving verif
 
 import asyncio
 import os
-from datetime import UTC, datetime, timedelta
-from uuid import uuid4
 
 import asyncpg
 import httpx
@@ -13,6 +11,7 @@ from services.keys import repository
 from shared.db import create_pool
 from shared.events import CloudEvent, KeyCreated
 from shared.migrate import scratch_database
+from tests.fixtures.events import detached_key_fields
 from tests.fixtures.processes import ServiceProcess
 from tests.integration.conftest import service_env
 
@@ -28,17 +27,7 @@ async def test_only_the_relay_process_publishes_and_it_needs_no_key_material(set
         pool = await create_pool(url, max_size=2)
         relay = None
         try:
-            now = datetime.now(UTC)
-            event = KeyCreated(
-                key_id=uuid4(),
-                name="relayed apart",
-                organization_id=uuid4(),
-                tenant_id=uuid4(),
-                created_by="alice",
-                created_at=now,
-                expires_at=now + timedelta(days=365),
-                key_display="kwk_ab…yz",
-            )
+            event = KeyCreated(**detached_key_fields(name="relayed apart"))
             async with pool.acquire() as conn:
                 await repository.add_events(conn, settings.kafka_topic, [CloudEvent.of(event)])
             await asyncio.sleep(2.5)  # the API process's watcher and gauges run; it must not publish

@@ -1,6 +1,4 @@
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 import yaml
@@ -9,24 +7,13 @@ from shared.events import CloudEvent, KeyDeleted, decode, encode
 from shared.events.envelope import InvalidEvent
 from shared.events.models import EVENT_TYPES
 from shared.events.schemagen import rendered
+from tests.fixtures.events import detached_key_fields
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def deleted() -> KeyDeleted:
-    now = datetime.now(UTC)
-    return KeyDeleted(
-        key_id=uuid4(),
-        name="Voice",
-        organization_id=uuid4(),
-        tenant_id=uuid4(),
-        created_by="ada",
-        created_at=now,
-        expires_at=now + timedelta(days=365),
-        key_display="kwk_abcd…wxyz",
-        reason="bulk",
-        deleted_by="ada",
-    )
+    return KeyDeleted(**detached_key_fields(), reason="bulk", deleted_by="ada")
 
 
 def test_the_committed_schemas_match_the_models():
