@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             # A send cut short between the server's 250 and the ledger's record would be sent again.
             await sender.stop(timeout=min(4 * cfg.smtp_timeout.total_seconds(), 25.0))
+            await ctx.mailer.close_idle()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,4 +1,5 @@
-"""SMTP with aiosmtplib: one connection per fan-out, and every failure sorted into transient or permanent."""
+"""SMTP with aiosmtplib: a connection per fan-out, reused by the next one, and every failure sorted into
+transient or permanent."""
 
 import enum
 import logging
@@ -41,24 +42,56 @@ class SmtpConfig:
     timeout: float = 20.0
 
 
+# How long a connection may wait idle for the next fan-out. RFC 5321 (4.5.3.2.7) asks servers to wait at
+# least five minutes for a command; this stays far below, and a connection the server closed is not reused.
+IDLE_REUSE_SECONDS = 10.0
+
+
 class Mailer:
+    """Hands out SMTP sessions; a connection whose last e-mail went through is kept for the next fan-out,
+    which then skips the connect, greeting, EHLO (and TLS, AUTH) and the QUIT of the previous one."""
+
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         # The name given in EHLO. aiosmtplib would look it up on every connection (socket.getfqdn, which
         # may wait on DNS and blocks the event loop meanwhile); once per process is enough.
         self.local_hostname = socket.getfqdn()
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
 
     def session(self) -> "MailSession":
-        return MailSession(self.config, self.local_hostname)
+        return MailSession(self)
+
+    def take_idle(self) -> aiosmtplib.SMTP | None:
+        """The most recently used idle connection still open and fresh enough, if any."""
+        while self._idle:
+            smtp, since = self._idle.pop()
+            if smtp.is_connected and time.monotonic() - since < IDLE_REUSE_SECONDS:
+                return smtp
+            smtp.close()
+        return None
+
+    def give_back(self, smtp: aiosmtplib.SMTP) -> None:
+        self._idle.append((smtp, time.monotonic()))
+
+    async def close_idle(self, older_than: float = 0.0) -> None:
+        """Says QUIT on the idle connections unused for `older_than` seconds (all of them by default)."""
+        now = time.monotonic()
+        keep = [(smtp, since) for smtp, since in self._idle if now - since < older_than]
+        leave = [smtp for smtp, since in self._idle if now - since >= older_than]
+        self._idle = keep
+        for smtp in leave:
+            await _quit(smtp)
 
 
 class MailSession:
-    """Connects on the first send and keeps the connection for the following ones."""
+    """Takes an idle connection or connects on the first send, keeps it for the following ones, and gives it
+    back at the end if its last send went through (a refused or failed one leaves the session unclear)."""
 
-    def __init__(self, config: SmtpConfig, local_hostname: str) -> None:
-        self.config = config
-        self.local_hostname = local_hostname
+    def __init__(self, mailer: Mailer) -> None:
+        self.mailer = mailer
+        self.config = mailer.config
         self._smtp: aiosmtplib.SMTP | None = None
+        self._reusable = False
 
     async def __aenter__(self) -> "MailSession":
         return self
@@ -66,10 +99,17 @@ class MailSession:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.close()
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None and self._reusable and exc is None and smtp.is_connected:
+            self.mailer.give_back(smtp)
+        elif smtp is not None:
+            await _quit(smtp)
 
     async def _connection(self) -> aiosmtplib.SMTP:
-        if self._smtp is None or not self._smtp.is_connected:
+        if self._smtp is not None and self._smtp.is_connected:
+            return self._smtp
+        self._smtp = self.mailer.take_idle()
+        if self._smtp is None:
             c = self.config
             smtp = aiosmtplib.SMTP(
                 hostname=c.host,
@@ -79,7 +119,7 @@ class MailSession:
                 use_tls=c.tls,
                 start_tls=c.starttls,
                 timeout=c.timeout,
-                local_hostname=self.local_hostname,
+                local_hostname=self.mailer.local_hostname,
             )
             await smtp.connect()
             self._smtp = smtp
@@ -87,6 +127,7 @@ class MailSession:
 
     async def send(self, message: bytes, recipient: str) -> SendResult:
         started = time.perf_counter()
+        self._reusable = False
         try:
             smtp = await self._connection()
             _, response = await smtp.sendmail(self.config.sender, [recipient], message)
@@ -115,15 +156,21 @@ class MailSession:
         except ValueError as exc:
             await self.close()  # the envelope may be half open: the next send starts on a new connection
             return SendResult(Outcome.PERMANENT, f"cannot send to this address: {exc}", True, _since(started))
+        self._reusable = True
         return SendResult(Outcome.SENT, response, True, _since(started))
 
     async def close(self) -> None:
         smtp, self._smtp = self._smtp, None
-        if smtp is not None and smtp.is_connected:
-            try:
-                await smtp.quit(timeout=2)
-            except (aiosmtplib.SMTPException, OSError):
-                smtp.close()
+        if smtp is not None:
+            await _quit(smtp)
+
+
+async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    if smtp.is_connected:
+        try:
+            await smtp.quit(timeout=2)
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()
 
 
 def _kind(code: int) -> Outcome:

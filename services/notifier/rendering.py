@@ -10,9 +10,12 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.charset import QP, Charset
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import SMTP, compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,22 @@ _MONTHS = (
 
 
 _TEMPLATES = ("expiring.subject.txt", "expiring.txt", "expiring.html")
+
+# Bodies in quoted-printable UTF-8: mostly-ASCII text stays readable on the wire, and no line is too long.
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
+_WIRE = compat32.clone(linesep="\r\n")
+
+
+def _header(name: str, value: str) -> str:
+    """A header value as is when ASCII, otherwise RFC 2047-encoded in UTF-8 (folded to 78 characters)."""
+    return value if value.isascii() else Header(value, "utf-8", header_name=name).encode()
+
+
+def _text(body: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part.set_payload(body, _UTF8_QP)
+    return part
 
 
 def _uses(env: Environment, name: str, variable: str, seen: set[str] | None = None) -> bool:
@@ -127,7 +146,9 @@ class Renderer:
         self.env.globals["brand"] = json.loads(brand_source)
         self.console_url = console_url.rstrip("/")
         self.sender = sender
-        self.domain = Address(addr_spec=parseaddr(sender)[1]).domain
+        name, address = parseaddr(sender)
+        self.domain = Address(addr_spec=address).domain
+        self._from = formataddr((name, address), charset="utf-8")
         self.personal = any(_uses(self.env, name, "recipient") for name in _TEMPLATES)
 
     def context(self, notice: Notice, recipient: Recipient, now: datetime) -> dict[str, Any]:
@@ -162,18 +183,21 @@ class Renderer:
         return Composer(self, notice, now or datetime.now(UTC))
 
     def base_message(self, notice: Notice, rendered: "Rendered", now: datetime) -> bytes:
-        """The e-mail without its two per-recipient headers (To, Message-ID), as the SMTP server receives it."""
-        message = EmailMessage(policy=SMTP)
-        message["Subject"] = rendered.subject
-        message["From"] = self.sender
+        """The e-mail without its two per-recipient headers (To, Message-ID), as the SMTP server receives it.
+
+        Built with the email package's MIME classes on the compat32 policy: three times quicker than
+        EmailMessage, whose header registry parses every header it is given back again."""
+        message = MIMEMultipart("alternative")
+        message["Subject"] = _header("Subject", rendered.subject)
+        message["From"] = self._from
         message["Date"] = format_datetime(now)
         # RFC 3834: no out-of-office replies to a robot.
         message["Auto-Submitted"] = "auto-generated"
         message["X-Keyward-Key-Id"] = str(notice.key_id)
         message["X-Keyward-Threshold-Seconds"] = str(notice.threshold_seconds)
-        message.set_content(rendered.text)
-        message.add_alternative(rendered.html, subtype="html")
-        return message.as_bytes()
+        message.attach(_text(rendered.text, "plain"))
+        message.attach(_text(rendered.html, "html"))
+        return message.as_bytes(policy=_WIRE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,7 +242,7 @@ async def claim(
               SELECT 1 FROM notifier.deliveries e
               WHERE e.key_id = d.key_id AND e.recipient = d.recipient AND e.threshold_seconds > d.threshold_seconds
                 AND e.status IN ('pending', 'sending'))
-        RETURNING *
+        RETURNING recipient, email, display_name
         """,
         key_id,
         threshold,
@@ -281,6 +281,21 @@ async def mark_failed(conn: Conn, key_id: UUID, threshold: int, recipient: str, 
         recipient,
         owner,
         error[:1000],
+    )
+
+
+async def unclaim(conn: Conn, key_id: UUID, threshold: int, recipient: str, owner: str) -> None:
+    """Gives back this sender's claim of a delivery it never began to send: due at once, the attempt uncounted."""
+    await conn.execute(
+        """
+        UPDATE notifier.deliveries SET status = 'pending', claimed_at = NULL, attempts = attempts - 1,
+            next_attempt_at = now(), updated_at = now()
+        WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $3 AND status = 'sending' AND claimed_by = $4
+        """,
+        key_id,
+        threshold,
+        recipient,
+        owner,
     )
 
 

@@ -8,9 +8,14 @@ works; any replica takes over one whose lease ran out.
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from datetime import timedelta
 
+import asyncpg
+
 from services.notifier import repository
+from services.notifier.mailer import IDLE_REUSE_SECONDS
 from services.notifier.metrics import LEDGER_OPEN
 from services.notifier.service import NotifierContext, work_notice
 
@@ -25,13 +30,17 @@ class Sender:
         self.lease = lease
         self._wake = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}
+        # Notices leased ahead, up to `concurrency` of them, so that a slot set free starts the next one at
+        # once rather than after a round trip to the database: (row, when leased).
+        self._ready: deque[tuple[asyncpg.Record, float]] = deque()
 
     def poke(self) -> None:
         """A notice was just recorded: look now rather than at the next poll."""
         self._wake.set()
 
     async def stop(self, timeout: float) -> None:
-        """Starts no new send, lets the ones in flight finish and record their outcome, for up to `timeout`."""
+        """Starts no new send, lets the ones in flight finish and record their outcome, for up to `timeout`;
+        gives back the notices leased ahead, so another replica need not wait for their lease to lapse."""
         self.ctx.stopping.set()
         self._wake.set()
         in_flight = [task for task in self._busy.values() if not task.done()]
@@ -40,28 +49,47 @@ class Sender:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        ready, self._ready = self._ready, deque()
+        try:
+            for row, _ in ready:
+                await repository.reschedule_notice(self.ctx.pool, row["key_id"], row["threshold_seconds"], timedelta())
+        except Exception:
+            log.warning("could not give back the notices leased ahead; they wait for their lease", exc_info=True)
 
     async def run(self) -> None:
         busy = self._busy
         try:
             while not self.ctx.stopping.is_set():
                 self._wake.clear()
-                free = self.concurrency - len(busy)
-                if free > 0:
+                self._start_ready()
+                wanted = 2 * self.concurrency - len(busy) - len(self._ready)
+                if wanted > 0:
                     try:
-                        rows = await repository.lease_due_notices(self.ctx.pool, free, self.lease, list(busy))
+                        rows = await repository.lease_due_notices(
+                            self.ctx.pool, wanted, self.lease, [*busy, *(_name(r) for r, _ in self._ready)]
+                        )
                     except Exception:
                         log.warning("could not look for due notices", exc_info=True)
                         rows = []
-                    for row in rows:
-                        name = f"{row['key_id']}/{row['threshold_seconds']}"
-                        busy[name] = asyncio.create_task(work_notice(self.ctx, row), name=f"notice {name}")
+                    leased = time.monotonic()
+                    self._ready.extend((row, leased) for row in rows)
+                    self._start_ready()
                 await self._wait(busy)
         except asyncio.CancelledError:
             for task in busy.values():
                 task.cancel()
             await asyncio.gather(*busy.values(), return_exceptions=True)
             raise
+
+    def _start_ready(self) -> None:
+        """Starts leased notices while slots are free; one whose lease is half gone is left for a new lease."""
+        fresh_for = self.lease.total_seconds() / 2
+        while self._ready and len(self._busy) < self.concurrency and not self.ctx.stopping.is_set():
+            row, leased = self._ready.popleft()
+            if time.monotonic() - leased > fresh_for:
+                continue
+            name = _name(row)
+            self._busy[name] = asyncio.create_task(work_notice(self.ctx, row), name=f"notice {name}")
 
     async def _wait(self, busy: dict[str, asyncio.Task[None]]) -> None:
         wake = asyncio.create_task(self._wake.wait())
@@ -80,8 +108,13 @@ class Sender:
                     )
 
 
+def _name(row: asyncpg.Record) -> str:
+    return f"{row['key_id']}/{row['threshold_seconds']}"
+
+
 async def housekeeping(ctx: NotifierContext, retention: timedelta, interval: float = 5.0) -> None:
-    """Keeps the ledger gauges current and forgets handled event ids once no redelivery can come."""
+    """Keeps the ledger gauges current, closes SMTP connections left idle, and forgets handled event ids
+    once no redelivery can come."""
     last_purge = 0.0
     while True:
         try:
@@ -89,6 +122,7 @@ async def housekeeping(ctx: NotifierContext, retention: timedelta, interval: flo
             counts = {r["state"]: r["n"] for r in rows}
             for state in ("pending", "sending", "stale"):
                 LEDGER_OPEN.labels(state).set(counts.get(state, 0))
+            await ctx.mailer.close_idle(older_than=IDLE_REUSE_SECONDS)
             now = asyncio.get_running_loop().time()
             if now - last_purge > 3600:
                 await repository.purge_processed(ctx.pool, retention)

@@ -8,6 +8,7 @@ copy is one local UPDATE. A claim left by a crash is retried after NOTICE_CLAIM_
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.errors import HeaderParseError
@@ -19,7 +20,7 @@ from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exp
 
 from services.notifier import repository
 from services.notifier.directory import DirectoryUnavailable, KeysDirectory
-from services.notifier.mailer import Mailer, MailSession, Outcome
+from services.notifier.mailer import Mailer, MailSession, Outcome, SendResult
 from services.notifier.metrics import EMAILS_FAILED, EMAILS_SENT, SEND_LATENCY, UNRECORDED_WINDOW, threshold_label
 from services.notifier.rendering import Composer, Notice, Recipient, Renderer, message_id
 
@@ -136,27 +137,62 @@ class _Fanout:
             await self.flush_sent()
 
     async def _send_all(self, smtp: MailSession, composer: Composer, due: list[str]) -> None:
-        for index, username in enumerate(due):
+        """Claims one delivery ahead: the claim of the next e-mail (carrying the previous one's "sent" mark)
+        runs while this one is on the wire, so the ledger's round trip costs no time of its own."""
+        waiting = iter(due)
+        claimed = await self._claim_next(waiting)
+        while claimed is not None:
             if self.ctx.stopping.is_set():
+                await self._unclaim(claimed)
+                return
+            recipient = Recipient(claimed["recipient"], claimed["email"], claimed["display_name"])
+            try:
+                message = composer.message(recipient)
+            except (ValueError, HeaderParseError) as exc:
+                await self._mark_failed(recipient.username, f"cannot address: {exc}")
+                claimed = await self._claim_next(waiting)
+                continue
+            except TemplateError as exc:
+                log.exception("the expiry templates fail to render")
+                await self._release(recipient.username, f"template error: {exc}")
                 return
             await self.sync()
-            claimed = await self._claim(username)
-            if claimed is None:
-                continue
-            if not await self._send_one(smtp, composer, claimed):
-                await self.flush_sent()
+            ahead = asyncio.create_task(self._claim_next(waiting))
+            try:
+                result = await smtp.send(message, recipient.email)
+            except BaseException:
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+                raise
+            try:
+                claimed = await ahead
+            finally:
+                # Whatever became of the claim ahead, the outcome of this send is recorded.
+                connection_ok = await self._record(recipient, result)
+            if not connection_ok:
+                if claimed is not None:
+                    await self._release(claimed["recipient"], "not attempted: the SMTP connection failed")
                 await repository.release(
                     self.conn,
                     self.key_id,
                     self.threshold,
-                    due[index + 1 :],
+                    list(waiting),
                     "not attempted: the SMTP connection failed",
                     self.ctx.retry,
                 )
                 return
 
+    async def _claim_next(self, waiting: Iterator[str]) -> asyncpg.Record | None:
+        """Claims the first delivery of `waiting` still due to this sender; None when none is left."""
+        for username in waiting:
+            claimed = await self._claim(username)
+            if claimed is not None:
+                return claimed
+        await self.flush_sent()  # nothing left to carry the last "sent" mark: record it now
+        return None
+
     async def _claim(self, username: str) -> asyncpg.Record | None:
-        """Claims the next delivery, recording the previous one as sent in the same statement."""
+        """Claims one delivery, recording the previous one as sent in the same statement."""
         sent = self._sent
         try:
             claimed = await repository.claim(
@@ -176,40 +212,29 @@ class _Fanout:
             UNRECORDED_WINDOW.observe(time.perf_counter() - sent.accepted)
         return claimed
 
-    async def _send_one(self, smtp: MailSession, composer: Composer, claimed: asyncpg.Record) -> bool:
-        """Sends one claimed delivery and records the outcome; False when the connection is unusable."""
-        username = claimed["recipient"]
-        recipient = Recipient(username, claimed["email"], claimed["display_name"])
-        try:
-            message = composer.message(recipient)
-        except (ValueError, HeaderParseError) as exc:
-            await repository.mark_failed(
-                self.conn, self.key_id, self.threshold, username, self.ctx.owner, f"cannot address: {exc}"
-            )
-            EMAILS_FAILED.labels(self.label, "permanent").inc()
-            return True
-        except TemplateError as exc:
-            log.exception("the expiry templates fail to render")
-            await self._release(username, f"template error: {exc}")
-            return False
-        result = await smtp.send(message, recipient.email)
+    async def _record(self, recipient: Recipient, result: SendResult) -> bool:
+        """Records the outcome of a send; False when the connection is unusable."""
+        username = recipient.username
         if result.outcome is Outcome.SENT:
             # Recorded with the next claim, one round trip later, or by flush_sent before anything slower.
+            await self.flush_sent()  # only set here if the claim ahead failed
             self._sent = _Accepted(username, result.detail, time.perf_counter())
             SEND_LATENCY.observe(result.seconds)
             EMAILS_SENT.labels(self.label).inc()
             return True
+        await self.flush_sent()
         if result.outcome is Outcome.PERMANENT:
-            await repository.mark_failed(
-                self.conn, self.key_id, self.threshold, username, self.ctx.owner, result.detail
-            )
-            EMAILS_FAILED.labels(self.label, "permanent").inc()
+            await self._mark_failed(username, result.detail)
             log.warning("expiry notice to %s refused for good: %s", recipient.email, result.detail)
             return True
         await self._release(username, result.detail)
         EMAILS_FAILED.labels(self.label, "transient").inc()
         log.warning("expiry notice to %s will be retried: %s", recipient.email, result.detail)
         return result.connection_ok
+
+    async def _mark_failed(self, username: str, error: str) -> None:
+        await repository.mark_failed(self.conn, self.key_id, self.threshold, username, self.ctx.owner, error)
+        EMAILS_FAILED.labels(self.label, "permanent").inc()
 
     async def flush_sent(self) -> None:
         """Records the accepted e-mail that waits to ride on the next claim, if any."""
@@ -234,6 +259,11 @@ class _Fanout:
         ):
             with attempt:
                 await repository.mark_sent(self.ctx.pool, self.key_id, self.threshold, username, response)
+
+    async def _unclaim(self, claimed: asyncpg.Record) -> None:
+        """Gives back a claim never sent on (the sender is stopping): due again at once, no attempt counted."""
+        await self.flush_sent()
+        await repository.unclaim(self.conn, self.key_id, self.threshold, claimed["recipient"], self.ctx.owner)
 
     async def _release(self, username: str, error: str) -> None:
         await repository.release(

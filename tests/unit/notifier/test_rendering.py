@@ -75,6 +75,21 @@ def test_the_email_is_html_with_a_plain_text_alternative_to_one_recipient():
     assert message["Auto-Submitted"] == "auto-generated"
 
 
+def test_names_in_any_script_arrive_intact_on_a_seven_bit_wire_of_short_lines():
+    name, org = "Réception – 東京 desk 🔑", "Zürich Ünïts"
+    data = renderer().composer(notice(name, ("Acme", org)), now=NOW).message(Recipient("bob", "b@example.com", "Bøb"))
+    assert data.isascii()
+    assert max(len(line) for line in data.split(b"\r\n")) <= 78
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    message = received(data)
+    assert message["Subject"] == f'[Keyward] API key "{name}" of {org} expires in 7 days'
+    assert message["To"] == "Bøb <b@example.com>"
+    assert message["From"] == "Keyward <no-reply@keyward.example.com>"
+    for kind in ("plain", "html"):
+        assert f"Acme / {org}" in message.get_body((kind,)).get_content()
+        assert name in message.get_body((kind,)).get_content()
+
+
 def test_a_hostile_key_name_cannot_add_a_header_to_the_subject():
     message, _, _ = parts(HOSTILE, ("Acme\r\nX-Evil: 1", "<b>Sales</b>"))
     subject = message["Subject"]
