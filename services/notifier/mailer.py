@@ -61,12 +61,17 @@ class Mailer:
     def session(self) -> "MailSession":
         return MailSession(self)
 
-    def take_idle(self) -> aiosmtplib.SMTP | None:
-        """The most recently used idle connection still open and fresh enough, if any."""
+    async def take_idle(self) -> aiosmtplib.SMTP | None:
+        """The most recently used idle connection that still answers a NOOP, if any. One round trip instead of
+        a message's envelope failing on a connection the server dropped (a restart, an idle timeout)."""
         while self._idle:
             smtp, since = self._idle.pop()
             if smtp.is_connected and time.monotonic() - since < IDLE_REUSE_SECONDS:
-                return smtp
+                try:
+                    await smtp.noop(timeout=min(self.config.timeout, 5.0))
+                    return smtp
+                except (aiosmtplib.SMTPException, OSError):
+                    log.info("an idle SMTP connection no longer answers; connecting anew")
             smtp.close()
         return None
 
@@ -108,7 +113,7 @@ class MailSession:
     async def _connection(self) -> aiosmtplib.SMTP:
         if self._smtp is not None and self._smtp.is_connected:
             return self._smtp
-        self._smtp = self.mailer.take_idle()
+        self._smtp = await self.mailer.take_idle()
         if self._smtp is None:
             c = self.config
             smtp = aiosmtplib.SMTP(

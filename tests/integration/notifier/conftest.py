@@ -97,10 +97,20 @@ class RecordingHandler:
 
     messages: list[Received] = field(default_factory=list)
     rcpts: list[str] = field(default_factory=list)
+    # Greetings received: one per SMTP connection.
+    ehlos: int = 0
+    connections: list = field(default_factory=list)
     delay: float = 0.0
     refuse: dict[str, str] = field(default_factory=dict)
     on_rcpt: Callable[[str], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        with self.lock:
+            self.ehlos += 1
+            self.connections.append(server)
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self.lock:
@@ -132,6 +142,15 @@ class Sink:
     def start(self) -> None:
         self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, server_hostname="sink")
         self._controller.start()
+
+    def mute_open_connections(self) -> None:
+        """The connections open now stay open but are never answered again (a server that hangs, a dropped
+        route); new ones are served as usual."""
+        assert self._controller is not None
+        with self.handler.lock:
+            open_now = [c for c in self.handler.connections if c.transport is not None]
+        for connection in open_now:
+            self._controller.loop.call_soon_threadsafe(connection.transport.pause_reading)
 
     def stop(self) -> None:
         if self._controller is not None:

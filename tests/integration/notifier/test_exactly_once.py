@@ -107,6 +107,40 @@ async def test_a_notifier_stopped_in_the_middle_of_a_fanout_finishes_the_send_in
     assert [r["attempts"] for r in attempts] == [1] * 20
 
 
+async def test_a_stopping_notifier_gives_back_the_notices_it_leased_ahead(
+    publish: Publisher, sink: Sink, make_tenant, notifier: Notifier, nf_pool: asyncpg.Pool
+):
+    tenant = await make_tenant(admins=2)
+    keys = [key_fields(tenant, days=3) for _ in range(8)]
+    sink.handler.delay = 0.3
+    for fields in keys:
+        await publish.event(expiring(fields, 3))
+    key_ids = [k["key_id"] for k in keys]
+    leased = """SELECT count(*) FROM notifier.notices
+                WHERE key_id = ANY($1::uuid[]) AND status = 'open' AND next_check_at > now()"""
+    # Four fan-outs under way (SENDER_CONCURRENCY) and four more leased, waiting for a free slot.
+    deadline = asyncio.get_running_loop().time() + 20
+    while await nf_pool.fetchval(leased, key_ids) < 8:
+        assert asyncio.get_running_loop().time() < deadline, "the notifier did not lease ahead"
+        await asyncio.sleep(0.05)
+
+    await notifier.process.stop()
+    untouched = await nf_pool.fetch(
+        """SELECT n.next_check_at <= now() AS free FROM notifier.notices n
+           WHERE n.key_id = ANY($1::uuid[]) AND NOT EXISTS (
+               SELECT 1 FROM notifier.deliveries d WHERE d.key_id = n.key_id AND d.status <> 'pending')""",
+        key_ids,
+    )
+    assert untouched, "every notice was started before the stop"
+    assert all(r["free"] for r in untouched)
+
+    await notifier.restart()
+    await sink.wait_for(lambda: sum(len(sink.about(k)) for k in key_ids) == 16)
+    await asyncio.sleep(0.5)
+    for fields in keys:
+        assert copies(sink, fields["key_id"]) == Counter({(email_of(a), 3 * 86400): 1 for a in tenant.admins})
+
+
 async def test_two_notifier_replicas_never_send_a_duplicate(
     publish: Publisher, sink: Sink, make_tenant, notifier: Notifier, nf_pool: asyncpg.Pool
 ):

@@ -117,3 +117,26 @@ async def read_dead_letters(topic: str, ids: set[str], timeout: float = 20.0) ->
     finally:
         await consumer.stop()
     return found
+
+
+async def test_fanouts_one_after_another_share_smtp_connections_and_one_that_stopped_answering_is_not_used(
+    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+):
+    tenant = await make_tenant(admins=2)
+    first = [key_fields(tenant, days=3) for _ in range(8)]
+    greetings = sink.handler.ehlos
+    for fields in first:
+        await publish.event(expiring(fields, 3))
+    await sink.wait_for(lambda: sum(len(sink.about(f["key_id"])) for f in first) == 16)
+    # Eight fan-outs on at most SENDER_CONCURRENCY (4) connections: the later ones reuse the earlier ones'.
+    assert sink.handler.ehlos - greetings <= 4
+
+    # The idle connections stop answering: the next fan-out notices before it sends, and loses no attempt.
+    sink.mute_open_connections()
+    later = key_fields(tenant, days=3)
+    await publish.event(expiring(later, 3))
+    await sink.wait_for(lambda: len(sink.about(later["key_id"])) == 2)
+    items = await wait_for_notices(
+        notices_api, later["key_id"], lambda items: all(i["status"] == "sent" for i in items)
+    )
+    assert [i["attempts"] for i in items] == [1, 1]
