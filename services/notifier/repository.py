@@ -133,18 +133,28 @@ async def reschedule_notice(conn: Conn, key_id: UUID, threshold: int, delay: tim
 
 
 async def finish_notice(
-    conn: Conn, key_id: UUID, threshold: int, claim_timeout: timedelta, min_delay: timedelta = timedelta(seconds=1)
+    conn: Conn,
+    key_id: UUID,
+    threshold: int,
+    claim_timeout: timedelta,
+    min_delay: timedelta = timedelta(seconds=1),
+    sent: tuple[str, str] | None = None,
 ) -> bool:
     """Closes the notice when no delivery is open; otherwise sets when to look again (a delivery waiting for
     this recipient's earlier notice is due already: `min_delay` keeps that from spinning). True when this
-    call closed it. One statement: a notice is finished a thousand times in a mass expiry."""
+    call closed it. `sent` (recipient, SMTP response) records the fan-out's last e-mail in the same statement.
+    One statement: a notice is finished a thousand times in a mass expiry."""
     closed = await conn.fetchval(
-        """
-        WITH open AS (
+        f"""
+        WITH sent AS (
+            UPDATE notifier.deliveries SET {_sent("$6")}
+            WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $5
+        ), open AS (
             SELECT count(*) AS n,
                    min(CASE WHEN status = 'pending' THEN next_attempt_at ELSE claimed_at + $3::interval END) AS next_at
             FROM notifier.deliveries
             WHERE key_id = $1 AND threshold_seconds = $2 AND status IN ('pending', 'sending')
+              AND recipient IS DISTINCT FROM $5
         )
         UPDATE notifier.notices n
         SET status = CASE WHEN open.n = 0 THEN 'done' ELSE n.status END,
@@ -158,6 +168,8 @@ async def finish_notice(
         threshold,
         claim_timeout,
         min_delay,
+        sent[0] if sent else None,
+        sent[1][:500] if sent else None,
     )
     return bool(closed)
 
@@ -171,47 +183,61 @@ async def set_organization_path(conn: Conn, key_id: UUID, threshold: int, path: 
     )
 
 
-async def sync_recipients(
-    conn: asyncpg.Connection, key_id: UUID, threshold: int, recipients: Sequence[tuple[str, str, str, str]]
-) -> None:
-    """Brings the pending deliveries in line with the directory as it stands: (username, email, name, message id).
+async def align_deliveries(
+    conn: asyncpg.Connection,
+    key_id: UUID,
+    threshold: int,
+    claim_timeout: timedelta,
+    recipients: Sequence[tuple[str, str, str, str]],
+) -> list[str] | None:
+    """Brings the deliveries in line with the directory as it stands: (username, email, name, message id).
+    Returns the recipients due now, in order; None, writing nothing, when the key is deleted.
 
     A new administrator gets a delivery; one no longer listed loses a pending one; a changed address is used.
-    One statement (the insert and the cancel touch disjoint rows), so it is atomic without a transaction.
-    """
-    await conn.execute(
-        """
-        WITH upserted AS (
+    One statement (the insert and the cancel touch disjoint rows), so it is atomic without a transaction. Its
+    parts all see the rows as they were before it, so the new deliveries are the listed names without a row.
+    The answer is a hint: each delivery's claim checks again."""
+    row = await conn.fetchrow(
+        f"""
+        WITH dead AS (
+            SELECT EXISTS (SELECT 1 FROM notifier.deleted_keys WHERE key_id = $1) AS yes
+        ), listed AS (
+            SELECT * FROM unnest($4::text[], $5::text[], $6::text[], $7::text[])
+                AS r(username, email, display_name, message_id)
+        ), upserted AS (
             INSERT INTO notifier.deliveries AS d (key_id, threshold_seconds, recipient, email, display_name, message_id)
-            SELECT $1, $2, r.username, r.email, r.display_name, r.message_id
-            FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS r(username, email, display_name, message_id)
+            SELECT $1, $2, l.username, l.email, l.display_name, l.message_id FROM listed l, dead WHERE NOT dead.yes
             ON CONFLICT (key_id, threshold_seconds, recipient) DO UPDATE
                 SET email = EXCLUDED.email, display_name = EXCLUDED.display_name, updated_at = now()
                 WHERE d.status = 'pending'
                   AND (d.email, d.display_name) IS DISTINCT FROM (EXCLUDED.email, EXCLUDED.display_name)
+        ), cancelled AS (
+            UPDATE notifier.deliveries SET status = 'cancelled', updated_at = now(),
+                last_error = 'no longer a customer administrator of the tenant'
+            WHERE key_id = $1 AND threshold_seconds = $2 AND status = 'pending' AND recipient <> ALL($4::text[])
+              AND NOT (SELECT yes FROM dead)
         )
-        UPDATE notifier.deliveries SET status = 'cancelled', updated_at = now(),
-            last_error = 'no longer a customer administrator of the tenant'
-        WHERE key_id = $1 AND threshold_seconds = $2 AND status = 'pending' AND recipient <> ALL($3::text[])
+        SELECT (SELECT yes FROM dead) AS deleted, ARRAY(
+            SELECT d.recipient FROM notifier.deliveries d
+            WHERE d.key_id = $1 AND d.threshold_seconds = $2 AND {_DUE}
+              AND (d.status = 'sending' OR d.recipient = ANY($4::text[]))
+            UNION
+            SELECT l.username FROM listed l
+            WHERE NOT EXISTS (SELECT 1 FROM notifier.deliveries d
+                              WHERE d.key_id = $1 AND d.threshold_seconds = $2 AND d.recipient = l.username)
+            ORDER BY 1
+        ) AS due
         """,
         key_id,
         threshold,
+        claim_timeout,
         [r[0] for r in recipients],
         [r[1] for r in recipients],
         [r[2] for r in recipients],
         [r[3] for r in recipients],
     )
-
-
-async def due_deliveries(conn: Conn, key_id: UUID, threshold: int, claim_timeout: timedelta) -> list[str]:
-    rows = await conn.fetch(
-        f"""SELECT recipient FROM notifier.deliveries d
-            WHERE key_id = $1 AND threshold_seconds = $2 AND {_DUE} ORDER BY recipient""",
-        key_id,
-        threshold,
-        claim_timeout,
-    )
-    return [r["recipient"] for r in rows]
+    assert row is not None
+    return None if row["deleted"] else list(row["due"])
 
 
 async def claim(

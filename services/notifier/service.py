@@ -48,23 +48,22 @@ class NotifierContext:
 async def work_notice(ctx: NotifierContext, row: asyncpg.Record) -> None:
     key_id, threshold = row["key_id"], row["threshold_seconds"]
     async with ctx.pool.acquire() as conn:
-        if await repository.is_deleted(conn, key_id):
-            await repository.cancel_key(conn, key_id, "the key was deleted", threshold)
-            return
         if row["expires_at"] <= datetime.now(UTC) - EXPIRED_GRACE:
             await repository.cancel_key(conn, key_id, "the key expired before the notice went out", threshold)
             return
+        fanout = _Fanout(ctx, conn, row)
         try:
-            fanout = _Fanout(ctx, conn, row)
-            await fanout.sync()
-            due = await repository.due_deliveries(conn, key_id, threshold, ctx.claim_timeout)
+            due = await fanout.align()
+            if due is None:
+                await repository.cancel_key(conn, key_id, "the key was deleted", threshold)
+                return
             if due:
                 await fanout.send(due)
         except DirectoryUnavailable as exc:
             log.warning("notice %s/%s waits for the keys service: %s", key_id, threshold, exc)
             await repository.reschedule_notice(conn, key_id, threshold, ctx.retry[0])
             return
-        if await repository.finish_notice(conn, key_id, threshold, ctx.claim_timeout):
+        if await fanout.finish():
             log.info("notice %s/%s done", key_id, threshold_label(threshold))
 
 
@@ -86,8 +85,17 @@ class _Fanout:
         # The last e-mail the server accepted, until the ledger records it.
         self._sent: _Accepted | None = None
 
+    async def align(self) -> list[str] | None:
+        """Aligns the ledger with the directory at the start of the fan-out; returns the deliveries due, or
+        None when the key is deleted."""
+        tenant_id = self.row["tenant_id"]
+        recipients = self.ctx.directory.cached_recipients(tenant_id)
+        if recipients is None:
+            recipients = await self.ctx.directory.recipients(tenant_id)
+        return await self._align(recipients)
+
     async def sync(self) -> None:
-        """Aligns the ledger with the directory as it stands (a cached answer at most seconds old)."""
+        """Aligns the ledger again if the directory changed (a cached answer at most seconds old)."""
         tenant_id = self.row["tenant_id"]
         recipients = self.ctx.directory.cached_recipients(tenant_id)
         if recipients is self.recipients:
@@ -98,17 +106,41 @@ class _Fanout:
             recipients = await self.ctx.directory.recipients(tenant_id)
             if recipients is self.recipients:
                 return
+        await self._align(recipients)
+
+    async def _align(self, recipients: list[Recipient]) -> list[str] | None:
         self.recipients = recipients
         domain = self.ctx.renderer.domain
-        await repository.sync_recipients(
+        return await repository.align_deliveries(
             self.conn,
             self.key_id,
             self.threshold,
+            self.ctx.claim_timeout,
             [
                 (r.username, r.email, r.display_name, message_id(self.key_id, self.threshold, r.username, domain))
                 for r in recipients
             ],
         )
+
+    async def finish(self) -> bool:
+        """Closes the notice if nothing is left open, recording the last accepted e-mail in the same statement.
+        True when it closed."""
+        sent, self._sent = self._sent, None
+        try:
+            closed = await repository.finish_notice(
+                self.conn,
+                self.key_id,
+                self.threshold,
+                self.ctx.claim_timeout,
+                sent=(sent.username, sent.response) if sent else None,
+            )
+        except Exception:
+            self._sent = sent
+            await self.flush_sent()  # on fresh connections, with retries
+            raise
+        if sent:
+            UNRECORDED_WINDOW.observe(time.perf_counter() - sent.accepted)
+        return closed
 
     async def notice(self) -> Notice:
         if self.path is None:
@@ -133,8 +165,10 @@ class _Fanout:
         try:
             async with self.ctx.mailer.session() as smtp:
                 await self._send_all(smtp, composer, due)
-        finally:
+        except BaseException:
             await self.flush_sent()
+            raise
+        # The last accepted e-mail, if any, is recorded by finish().
 
     async def _send_all(self, smtp: MailSession, composer: Composer, due: list[str]) -> None:
         """Claims one delivery ahead: the claim of the next e-mail (carrying the previous one's "sent" mark)
