@@ -17,11 +17,12 @@ import time
 
 import orjson
 from prometheus_client import Counter, Histogram
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.keys import service
 from services.keys.schemas import MAX_PRESENTED_KEY
-from shared.errors import RETRY_AFTER_SECONDS, UNAVAILABLE_ERRORS, unavailable_body
+from shared.errors import RETRY_AFTER_SECONDS, UNAVAILABLE_ERRORS, error_body, unavailable_body
 from shared.observability import REQUEST_LATENCY, REQUESTS
 
 log = logging.getLogger(__name__)
@@ -39,20 +40,25 @@ def _timers(status: int) -> tuple[Histogram, Counter]:
 
 
 class VerifyFastPath:
-    """ASGI middleware: answers the ordinary verify request itself; every other request passes through."""
+    """Answers the ordinary verify request itself; hands every other request to `app`.
 
-    def __init__(self, app: ASGIApp) -> None:
+    It runs in front of the application's whole middleware stack (see `KeysApp`), so it answers a request
+    the way that stack would: 503 for an unavailable dependency, the error shape's 500 for anything else."""
+
+    def __init__(self, app: ASGIApp, state: State) -> None:
         self.app = app
+        self.state = state
         # Bound once: a label lookup per request would cost more than the rest of the bookkeeping.
         self._ok = _timers(200)
         self._unavailable = _timers(503)
+        self._failed = _timers(500)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        state = scope["app"].state
+        state = self.state
         authorization = content_type = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -77,6 +83,11 @@ class VerifyFastPath:
             log.warning("dependency unavailable on POST %s: %s", PATH, type(exc).__name__)
             await _send(send, 503, orjson.dumps(unavailable_body()), [(b"retry-after", RETRY_AFTER_SECONDS.encode())])
             _observe(self._unavailable, started)
+            return
+        except Exception:
+            log.exception("unhandled error on POST %s", PATH)
+            await _send(send, 500, orjson.dumps(error_body(500, "internal error", "internal")))
+            _observe(self._failed, started)
             return
         await _send(send, 200, answer)
         _observe(self._ok, started)

@@ -49,13 +49,13 @@ async def call(
     content_type: bytes | None = b"application/json",
 ) -> tuple[Inner, int, bytes, dict[bytes, bytes]]:
     inner = Inner()
-    app = SimpleNamespace(state=SimpleNamespace(service_tokens=ServiceTokens({"voice": TOKEN}), keys=object()))
+    state = SimpleNamespace(service_tokens=ServiceTokens({"voice": TOKEN}), keys=object())
     headers = []
     if token:
         headers.append((b"authorization", f"Bearer {token}".encode()))
     if content_type:
         headers.append((b"content-type", content_type))
-    scope = {"type": "http", "method": "POST", "path": path, "headers": headers, "app": app}
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
     pending = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
 
     async def receive():
@@ -66,7 +66,7 @@ async def call(
     async def send(message):
         sent.append(message)
 
-    await fast.VerifyFastPath(inner)(scope, receive, send)
+    await fast.VerifyFastPath(inner, state)(scope, receive, send)  # type: ignore[arg-type]
     return inner, sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:]), dict(sent[0]["headers"])
 
 
@@ -109,3 +109,14 @@ async def test_an_unreachable_database_is_a_503_with_retry_after(monkeypatch):
     assert status == 503 and inner.bodies == []
     assert orjson.loads(body)["error"]["code"] == "unavailable"
     assert headers[b"retry-after"] == b"5"
+
+
+async def test_an_unexpected_error_is_the_error_shapes_500_not_a_bare_one(monkeypatch):
+    async def broken(ctx, key):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(fast.service, "verify", broken)
+    inner, status, body, headers = await call([b'{"key": "kwk_abc"}'])
+    assert status == 500 and inner.bodies == []
+    assert orjson.loads(body) == {"error": {"code": "internal", "message": "internal error"}}
+    assert headers[b"content-type"] == b"application/json"
