@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from shared.events import CloudEvent, encode
 
@@ -231,33 +232,48 @@ async def audit(
 async def audit_many(
     conn: asyncpg.Connection, actor: str, action: str, keys: Sequence[asyncpg.Record], details: dict[str, Any]
 ) -> None:
-    await conn.executemany(
+    """One audit row per key, in one statement (a reap writes a thousand: one statement, not a thousand)."""
+    await conn.execute(
         """
         INSERT INTO keys.audit_log (actor, action, key_id, key_name, organization_id, details)
-        VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+        SELECT $1, $2, k.id, k.name, k.organization_id, k.details::jsonb
+        FROM unnest($3::uuid[], $4::text[], $5::uuid[], $6::text[]) WITH ORDINALITY
+            AS k(id, name, organization_id, details, n)
+        ORDER BY k.n
         """,
+        actor,
+        action,
+        [k["id"] for k in keys],
+        [k["name"] for k in keys],
+        [k["organization_id"] for k in keys],
         [
-            (
-                actor,
-                action,
-                k["id"],
-                k["name"],
-                k["organization_id"],
-                {**details, "created_at": k["created_at"].isoformat(), "expires_at": k["expires_at"].isoformat()},
-            )
+            orjson.dumps(
+                {**details, "created_at": k["created_at"].isoformat(), "expires_at": k["expires_at"].isoformat()}
+            ).decode()
             for k in keys
         ],
     )
 
 
 async def add_events(conn: asyncpg.Connection, topic: str, events: Sequence[CloudEvent]) -> None:
-    """Writes events to the outbox, inside the caller's transaction."""
-    rows = []
+    """Writes events to the outbox, inside the caller's transaction, in their order, in one statement."""
+    keys, headers, payloads = [], [], []
     for event in events:
-        message_key, payload, headers = encode(event)
-        rows.append((topic, message_key, [[name, value.decode()] for name, value in headers], payload))
-    await conn.executemany(
-        "INSERT INTO keys.outbox (topic, message_key, headers, payload) VALUES ($1, $2, $3::jsonb, $4)", rows
+        message_key, payload, event_headers = encode(event)
+        keys.append(message_key)
+        headers.append(orjson.dumps([[name, value.decode()] for name, value in event_headers]).decode())
+        payloads.append(payload)
+    await conn.execute(
+        """
+        INSERT INTO keys.outbox (topic, message_key, headers, payload)
+        SELECT $1, e.message_key, e.headers::jsonb, e.payload
+        FROM unnest($2::bytea[], $3::text[], $4::bytea[]) WITH ORDINALITY AS e(message_key, headers, payload, n)
+        ORDER BY e.n
+        """,
+        topic,
+        keys,
+        headers,
+        payloads,
     )
 
 
