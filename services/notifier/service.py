@@ -1,8 +1,9 @@
 """The use case: work one notice — fan it out to the tenant's administrators, exactly once each.
 
-Each delivery is claimed in the ledger right before its send and marked right after the SMTP server's
-250, on a connection held for the whole fan-out, so that the window in which a crash would cause a second
-copy is one local UPDATE. A claim left by a crash is retried after NOTICE_CLAIM_TIMEOUT.
+Each delivery is claimed in the ledger before its send (one delivery ahead: while the previous e-mail is
+on the wire) and marked right after the SMTP server's 250, in the statement that claims the one after, on a
+connection held for the whole fan-out, so that the window in which a crash would cause a second copy is
+one local UPDATE. A claim left by a crash is retried after NOTICE_CLAIM_TIMEOUT.
 """
 
 import asyncio
