@@ -9,10 +9,11 @@ one local UPDATE. A claim left by a crash is retried after NOTICE_CLAIM_TIMEOUT.
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.errors import HeaderParseError
+from typing import TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -26,6 +27,8 @@ from services.notifier.metrics import EMAILS_FAILED, EMAILS_SENT, SEND_LATENCY, 
 from services.notifier.rendering import Composer, Notice, Recipient, Renderer, message_id
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A notice still undelivered this long after its key expired is dropped. The reaper's `deleted` event
 # normally cancels it first; until then a late notice still goes out (it says "expires today").
@@ -126,22 +129,11 @@ class _Fanout:
     async def finish(self) -> bool:
         """Closes the notice if nothing is left open, recording the last accepted e-mail in the same statement.
         True when it closed."""
-        sent, self._sent = self._sent, None
-        try:
-            closed = await repository.finish_notice(
-                self.conn,
-                self.key_id,
-                self.threshold,
-                self.ctx.claim_timeout,
-                sent=(sent.username, sent.response) if sent else None,
+        return await self._riding_sent(
+            lambda sent: repository.finish_notice(
+                self.conn, self.key_id, self.threshold, self.ctx.claim_timeout, sent=sent
             )
-        except Exception:
-            self._sent = sent
-            await self.flush_sent()  # on fresh connections, with retries
-            raise
-        if sent:
-            UNRECORDED_WINDOW.observe(time.perf_counter() - sent.accepted)
-        return closed
+        )
 
     async def notice(self) -> Notice:
         if self.path is None:
@@ -228,24 +220,25 @@ class _Fanout:
 
     async def _claim(self, username: str) -> asyncpg.Record | None:
         """Claims one delivery, recording the previous one as sent in the same statement."""
+        return await self._riding_sent(
+            lambda sent: repository.claim(
+                self.conn, self.key_id, self.threshold, self.ctx.claim_timeout, username, self.ctx.owner, sent=sent
+            )
+        )
+
+    async def _riding_sent(self, statement: Callable[[tuple[str, str] | None], Awaitable[T]]) -> T:
+        """Runs a ledger statement that also records the accepted e-mail waiting for its mark, if any: one
+        commit for both. If the statement fails, the mark is written on its own first (with retries)."""
         sent = self._sent
         try:
-            claimed = await repository.claim(
-                self.conn,
-                self.key_id,
-                self.threshold,
-                self.ctx.claim_timeout,
-                username,
-                self.ctx.owner,
-                sent=(sent.username, sent.response) if sent else None,
-            )
+            result = await statement((sent.username, sent.response) if sent else None)
         except Exception:
-            await self.flush_sent()  # on fresh connections, with retries
+            await self.flush_sent()
             raise
         if sent:
             self._sent = None
             UNRECORDED_WINDOW.observe(time.perf_counter() - sent.accepted)
-        return claimed
+        return result
 
     async def _record(self, recipient: Recipient, result: SendResult) -> bool:
         """Records the outcome of a send; False when the connection is unusable."""
