@@ -183,7 +183,11 @@ class _Fanout:
                 log.exception("the expiry templates fail to render")
                 await self._release(recipient.username, f"template error: {exc}")
                 return
-            await self.sync()
+            try:
+                await self.sync()
+            except DirectoryUnavailable:
+                await self._unclaim(claimed)  # due again as soon as the keys service answers
+                raise
             ahead = asyncio.create_task(self._claim_next(waiting))
             try:
                 result = await smtp.send(message, recipient.email)
@@ -289,7 +293,8 @@ class _Fanout:
                 await repository.mark_sent(self.ctx.pool, self.key_id, self.threshold, username, response)
 
     async def _unclaim(self, claimed: asyncpg.Record) -> None:
-        """Gives back a claim never sent on (the sender is stopping): due again at once, no attempt counted."""
+        """Gives back a claim never sent on (the sender is stopping, the directory is unreachable): due again
+        at once, no attempt counted."""
         await self.flush_sent()
         await repository.unclaim(self.conn, self.key_id, self.threshold, claimed["recipient"], self.ctx.owner)
 

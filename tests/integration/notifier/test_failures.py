@@ -3,10 +3,12 @@
 import asyncio
 import os
 
+import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer
 
 from shared.events import KeyExpiring
+from tests.fixtures.processes import ServiceProcess
 from tests.integration.notifier.conftest import Publisher, Sink, email_of, expiring, key_fields, wait_for_notices
 
 
@@ -140,3 +142,42 @@ async def test_fanouts_one_after_another_share_smtp_connections_and_one_that_sto
         notices_api, later["key_id"], lambda items: all(i["status"] == "sent" for i in items)
     )
     assert [i["attempts"] for i in items] == [1, 1]
+
+
+async def test_a_keys_service_outage_in_the_middle_of_a_fanout_holds_no_claim_and_loses_no_email(
+    publish: Publisher, sink: Sink, make_tenant, nf_keys: ServiceProcess, nf_pool: asyncpg.Pool, notices_api
+):
+    tenant = await make_tenant(admins=12)
+    fields = key_fields(tenant, days=7)
+    # 0.3 s an e-mail: the fan-out outlives RECIPIENTS_CACHE_TTL (1 s) and asks the directory again midway.
+    sink.handler.delay = 0.3
+    await publish.event(expiring(fields, 7))
+    await sink.wait_for(lambda: len(sink.about(fields["key_id"])) >= 1)
+    await nf_keys.stop()
+    try:
+        # The fan-out stops at its next look at the directory and gives back the delivery it had claimed
+        # ahead: no delivery stays claimed (it would wait NOTICE_CLAIM_TIMEOUT and count a second attempt).
+        statuses = "SELECT status, count(*) AS n FROM notifier.deliveries WHERE key_id = $1 GROUP BY status"
+        loop = asyncio.get_running_loop()
+        deadline, settled_since = loop.time() + 15, None
+        while True:
+            by_status = {r["status"]: r["n"] for r in await nf_pool.fetch(statuses, fields["key_id"])}
+            if "sending" in by_status:
+                settled_since = None
+            elif settled_since is None:
+                settled_since = loop.time()
+            elif loop.time() - settled_since > 1.0:
+                break
+            assert loop.time() < deadline, f"a delivery stays claimed while the keys service is down: {by_status}"
+            await asyncio.sleep(0.05)
+        assert by_status.get("sent", 0) == len(sink.about(fields["key_id"])) < 12
+    finally:
+        await nf_keys.start()
+
+    await sink.wait_for(lambda: len(sink.about(fields["key_id"])) == 12)
+    items = await wait_for_notices(
+        notices_api, fields["key_id"], lambda items: all(i["status"] == "sent" for i in items)
+    )
+    assert [i["attempts"] for i in items] == [1] * 12
+    for admin in tenant.admins:
+        assert len(sink.to(email_of(admin), fields["key_id"])) == 1
