@@ -28,6 +28,7 @@ from shared.errors import ApiError, BodySizeLimit, error_body, install_error_han
 from shared.heap import freeze_startup_heap
 from shared.logging import configure_logging
 from shared.observability import instrument, tcp_reachable
+from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -71,9 +72,7 @@ def create_app(settings: Settings | None = None, *, live_events: bool = True) ->
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await cancel_all([task])
             await keys_client.aclose()
             await notifier_client.aclose()
 

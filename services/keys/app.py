@@ -25,6 +25,7 @@ from shared.errors import BodySizeLimit, install_error_handlers
 from shared.heap import freeze_startup_heap
 from shared.logging import configure_logging
 from shared.observability import instrument, tcp_reachable
+from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)
             with contextlib.suppress(Exception):
                 await ctx.usage.flush(record_usage)
             if relay is not None:
@@ -125,9 +124,7 @@ def create_relay_app(settings: RelaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)
             await relay.close()
             await pool.close()
 

@@ -25,6 +25,7 @@ from shared.errors import install_error_handlers
 from shared.heap import freeze_startup_heap
 from shared.logging import configure_logging
 from shared.observability import instrument, tcp_reachable
+from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # A send cut short between the server's 250 and the ledger's record would be sent again.
             await sender.stop(timeout=min(4 * cfg.smtp_timeout.total_seconds(), 25.0))
             await ctx.mailer.close_idle()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)
             await directory.close()
             await pool.close()
 

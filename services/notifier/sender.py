@@ -18,6 +18,7 @@ from services.notifier import repository
 from services.notifier.mailer import IDLE_REUSE_SECONDS
 from services.notifier.metrics import LEDGER_OPEN
 from services.notifier.service import NotifierContext, work_notice
+from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,7 @@ class Sender:
         in_flight = [task for task in self._busy.values() if not task.done()]
         if in_flight:
             _, late = await asyncio.wait(in_flight, timeout=timeout)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            await cancel_all(late)
         ready, self._ready = self._ready, deque()
         try:
             for row, _ in ready:
@@ -76,9 +75,7 @@ class Sender:
                     self._start_ready()
                 await self._wait(busy)
         except asyncio.CancelledError:
-            for task in busy.values():
-                task.cancel()
-            await asyncio.gather(*busy.values(), return_exceptions=True)
+            await cancel_all(busy.values())
             raise
 
     def _start_ready(self) -> None:

@@ -21,6 +21,7 @@ from shared.db import create_pool
 from shared.heap import freeze_startup_heap
 from shared.logging import configure_logging
 from shared.observability import instrument, tcp_reachable
+from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
             # Leaving the consumer group waits for a rebalance to end, which a replica that died without
             # leaving can hold up for its whole session timeout; offsets are committed after each event, so
             # there is nothing to lose by not waiting that long.
-            _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_SECONDS)
-            if pending:
-                log.warning("stopping without waiting for: %s", ", ".join(t.get_name() for t in pending))
+            await cancel_all(tasks, timeout=SHUTDOWN_WAIT_SECONDS)
             await keys.close()
             await pool.close()
 
