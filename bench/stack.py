@@ -184,21 +184,45 @@ def postgres_pids() -> list[int]:
     return pids
 
 
+def kafka_pids() -> list[int]:
+    """The local Kafka broker's JVM."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if b"kafka.Kafka" in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine has spent not idle (nor waiting on I/O) since boot."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 class CpuMeter:
-    """CPU used by named groups of processes between start() and stop(), as % of one core."""
+    """CPU used by named groups of processes between start() and stop(), as % of one core; `machine` is the
+    whole machine's (every process, the load generator included), against 100 % per core."""
 
     def __init__(self, **groups: list[int]) -> None:
         self.groups = groups
         self.started: dict[str, float] = {}
+        self.started_machine = 0.0
         self.wall = 0.0
 
     def start(self) -> "CpuMeter":
         self.groups.setdefault("postgres", postgres_pids())
+        self.groups.setdefault("kafka", kafka_pids())
         self.started = {name: cpu_seconds(pids) for name, pids in self.groups.items()}
+        self.started_machine = machine_busy_seconds()
         self.wall = time.monotonic()
         return self
 
     def stop(self) -> dict[str, float]:
         wall = time.monotonic() - self.wall
         used = {name: cpu_seconds(pids) - self.started[name] for name, pids in self.groups.items()}
+        used["machine"] = machine_busy_seconds() - self.started_machine
         return {f"{name}_cpu_pct": round(100 * seconds / wall, 1) for name, seconds in used.items()}

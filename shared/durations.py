@@ -1,5 +1,6 @@
 """Durations as the contract writes them: an integer with an s, m, h or d suffix."""
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated
@@ -11,8 +12,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PATTERN = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 
 
-def parse_duration(value: object) -> timedelta:
-    """'365d' -> timedelta(days=365). A timedelta or a number of seconds passes through."""
+def parse_duration(value: object, *, zero: bool = False) -> timedelta:
+    """'365d' -> timedelta(days=365). A timedelta or a number of seconds passes through. Zero only if `zero`."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -24,7 +25,7 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError(f"{value!r} is not a duration: use a whole number with s, m, h or d, e.g. 30d")
     amount, unit = match.groups()
     seconds = int(amount) * _UNITS[unit]
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not zero):
         raise ValueError(f"{value!r} must be longer than zero")
     return timedelta(seconds=seconds)
 
@@ -51,5 +52,9 @@ def format_duration(value: timedelta) -> str:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+# A duration where 0s means "none" (a feature turned off).
+DurationOrZero = Annotated[
+    timedelta, BeforeValidator(functools.partial(parse_duration, zero=True)), PlainSerializer(format_duration)
+]
 # NoDecode: settings read "30d,14d" as written, not as JSON.
 Thresholds = Annotated[tuple[timedelta, ...], NoDecode, BeforeValidator(parse_thresholds)]

@@ -100,7 +100,11 @@ async def run(b: Bench) -> list[Result]:
                 samples = b.workdir / "reaper-verify-samples.txt"
                 during_pacer = await _pacer(keys.url, keys_file, 300, samples)
                 cpu = CpuMeter(keys=[keys.pid], relay=[relay.pid], reaper=[reaper.pid]).start()
-                async with profiled(keys.pid, "reaper-keys"):
+                async with (
+                    profiled(keys.pid, "reaper-keys"),
+                    profiled(relay.pid, "reaper-relay"),
+                    profiled(reaper.pid, "reaper-reaper"),
+                ):
                     deadline = time.monotonic() + 300
                     # EXISTS, not count(*): counting a hundred thousand rows ten times a second was itself
                     # a tenth of a core of PostgreSQL, taken from the verify requests being measured.

@@ -103,5 +103,6 @@ class ReapResult(BaseModel):
 
 class ExpiryStatus(BaseModel):
     oldest_expired_at: datetime | None = Field(description="The oldest expired key still present, if any")
+    expired: int = Field(description="How many expired keys are still present, counted up to 1,000,000")
     next_expiry_at: datetime | None
     now: datetime

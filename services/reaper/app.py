@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             batch_size=cfg.reaper_batch_size,
             concurrency=cfg.reaper_concurrency,
             max_rate=cfg.reaper_max_rate,
+            spread=cfg.spread,
         )
         OLDEST_EXPIRED_AGE.set_function(reaper.oldest_expired_age)
         consumer = EventConsumer(

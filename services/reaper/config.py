@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from pydantic import Field
 
-from shared.durations import Duration
+from shared.durations import Duration, DurationOrZero
 from shared.settings import ServiceSettings
 
 
@@ -15,8 +15,12 @@ class Settings(ServiceSettings):
     reaper_batch_size: int = Field(default=1000, ge=1, le=5000)
     # Batches in flight at once while a backlog lasts; SKIP LOCKED keeps them from colliding.
     reaper_concurrency: int = Field(default=2, ge=1, le=16)
-    # Keys deleted per second at most, across the batches in flight (0: no limit). A mass expiry then costs
-    # the keys service a bounded share of its CPU, and verify keeps its latency.
+    # A mass expiry (more expired keys than one batch) is deleted at an even pace, to be gone this long after
+    # the oldest of them expired, rather than all at once: at full speed the deletion, its events and their
+    # consumers take every core for a few seconds, and verify's latency with them. Never more than three
+    # quarters of REAPER_INTERVAL; 0s: as fast as possible.
+    reaper_spread: DurationOrZero = timedelta(seconds=45)
+    # Keys deleted per second at most, across the batches in flight (0: no limit), whatever the spread asks.
     reaper_max_rate: int = Field(default=0, ge=0)
     # The entry of SERVICE_TOKENS this process presents; the keys service must list it in REAPER_SERVICES.
     reaper_service_name: str = "reaper"
@@ -28,3 +32,8 @@ class Settings(ServiceSettings):
     service_tokens: str
 
     secret_fields: tuple[str, ...] = ("service_tokens",)
+
+    @property
+    def spread(self) -> timedelta:
+        """REAPER_SPREAD as the reaper paces by it: never more than three quarters of the interval."""
+        return min(self.reaper_spread, self.reaper_interval * 3 / 4)

@@ -12,6 +12,10 @@ OLDEST_EXPIRED_AGE = Gauge(
     "keyward_reaper_oldest_expired_key_age_seconds",
     "How long ago the oldest expired key still present expired (0 when none); alert when above REAPER_INTERVAL",
 )
+EXPIRED_PRESENT = Gauge(
+    "keyward_reaper_expired_keys", "Expired keys still present at the last look (counted up to 1,000,000)"
+)
+PACE = Gauge("keyward_reaper_pace_keys_per_second", "The pace of the pass under way (0: as fast as it can)")
 LAST_SUCCESS = Gauge(
     "keyward_reaper_last_success_timestamp_seconds",
     "When a pass last finished: every key expired at its start was deleted",

@@ -14,5 +14,7 @@ class ReapResult(BaseModel):
 class ExpiryStatus(BaseModel):
     model_config = ConfigDict(extra="ignore")
     oldest_expired_at: datetime | None
+    # How many expired keys are still present (0 from a keys service that predates the count: no pacing).
+    expired: int = 0
     next_expiry_at: datetime | None
     now: datetime

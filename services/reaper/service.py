@@ -1,6 +1,10 @@
 """The reaper's loop: sleep until the next key expires (REAPER_INTERVAL at most), then have the keys service
 delete every expired key, batch after batch, and plan the next wake-up.
 
+A mass expiry (more expired keys than one batch) is paced: spread evenly to be gone REAPER_SPREAD after the
+oldest of them expired. A paced pass ends after REPLAN_SECONDS and the next one counts again, so the pace
+follows a backlog that is still growing (keys expiring over a minute) or shrinking (another replica).
+
 Three sources say when to wake, the earliest wins: the schedule kept from the lifecycle events, the keys
 service's own `next_expiry_at` (which also covers keys whose events were missed), and REAPER_INTERVAL as the
 bound. Each pass asks the keys service whether any expired key is left, so a missed event can delay a
@@ -10,12 +14,22 @@ expiry-status, advanced by the local monotonic clock), so clock skew between hos
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from services.reaper.metrics import BATCHES, KEYS_REAPED, LAST_SUCCESS, NEXT_WAKE, PASS_DURATION, PASS_FAILURES
+from services.reaper.metrics import (
+    BATCHES,
+    EXPIRED_PRESENT,
+    KEYS_REAPED,
+    LAST_SUCCESS,
+    NEXT_WAKE,
+    PACE,
+    PASS_DURATION,
+    PASS_FAILURES,
+)
 from services.reaper.schemas import ExpiryStatus, ReapResult
 
 log = logging.getLogger(__name__)
@@ -23,6 +37,8 @@ log = logging.getLogger(__name__)
 # After a pass that left an expired key behind (another replica holds it, or it expired meanwhile), wait
 # this long before the next one rather than spin.
 MIN_PAUSE = timedelta(milliseconds=50)
+# How long a paced pass goes on before the next pass counts the backlog again and sets a new pace.
+REPLAN_SECONDS = 2.0
 
 
 class KeysApi(Protocol):
@@ -45,6 +61,7 @@ class Reaper:
         batch_size: int,
         concurrency: int,
         max_rate: int = 0,
+        spread: timedelta = timedelta(0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = keys
@@ -53,9 +70,13 @@ class Reaper:
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.max_rate = max_rate
+        self.spread = spread
         self.clock = clock
-        # When the next batch may start under max_rate (shared by the batches in flight).
-        self._next_batch_at = 0.0
+        # The pass's pace in keys a second (0: none), when the last paced batch started (the batches in flight
+        # share it), and when a paced pass starts no more batches.
+        self._pace = 0.0
+        self._last_start = -math.inf
+        self._pass_ends = math.inf
         self._status: ExpiryStatus | None = None
         self._status_seen = 0.0
         self._wake = asyncio.Event()
@@ -114,7 +135,7 @@ class Reaper:
         status = self._observe(await self.keys.expiry_status())
         began = status.now
         if status.oldest_expired_at is not None:
-            reaped = await self.reap_all()
+            reaped = await self.reap_all(self.pace(status))
             status = self._observe(await self.keys.expiry_status())
             if reaped:
                 log.info("reaped %d expired key(s) in %.3fs", reaped, self.clock() - started)
@@ -132,11 +153,32 @@ class Reaper:
         candidates += [t for t in (scheduled, status.next_expiry_at, status.oldest_expired_at) if t is not None]
         return max(min(candidates), status.now + MIN_PAUSE) if status.oldest_expired_at else min(candidates)
 
-    async def reap_all(self) -> int:
-        """One batch; while batches come back full, `concurrency` callers drain the rest side by side."""
+    def pace(self, status: ExpiryStatus) -> float:
+        """Keys a second for a pass that starts at `status` (0: as fast as it can).
+
+        A backlog of one batch or less goes at once. A bigger one is spread to be gone `spread` after the
+        oldest expired key expired; once that is past, it goes as fast as it can. REAPER_MAX_RATE caps both.
+        """
+        pace = float(self.max_rate)
+        if self.spread and status.oldest_expired_at is not None and status.expired > self.batch_size:
+            left = (status.oldest_expired_at + self.spread - status.now).total_seconds()
+            if left > 0:
+                even = status.expired / left
+                pace = min(pace, even) if pace else even
+        return pace
+
+    async def reap_all(self, pace: float | None = None) -> int:
+        """One batch; while batches come back full, `concurrency` callers drain the rest side by side.
+
+        Paced (`pace` keys a second, REAPER_MAX_RATE when not given), batches start no closer together than
+        the pace allows, and none after REPLAN_SECONDS past the first: the next pass sets a new pace.
+        """
+        self._pace = self.max_rate if pace is None else pace
+        self._pass_ends = self._next_start() + REPLAN_SECONDS if self._pace else math.inf
+        PACE.set(self._pace)
         first = await self._reap_batch()
-        if not first.more:
-            return first.deleted
+        if first is None or not first.more:
+            return first.deleted if first else 0
         async with asyncio.TaskGroup() as group:
             drains = [group.create_task(self._drain()) for _ in range(self.concurrency)]
         return first.deleted + sum(d.result() for d in drains)
@@ -161,21 +203,31 @@ class Reaper:
         total = 0
         while True:
             result = await self._reap_batch()
+            if result is None:
+                return total
             total += result.deleted
             if not result.more:
                 return total
 
-    async def _reap_batch(self) -> ReapResult:
-        if self.max_rate:
-            # Book this batch's share of the rate before calling, so concurrent batches space themselves out.
-            start = max(self.clock(), self._next_batch_at)
-            self._next_batch_at = start + self.batch_size / self.max_rate
+    async def _reap_batch(self) -> ReapResult | None:
+        """One batch; None when the paced pass has no time left for it."""
+        if self._pace:
+            # Book this batch's start before calling, so concurrent batches space themselves out.
+            start = self._next_start()
+            if start > self._pass_ends:
+                return None
+            self._last_start = start
             await asyncio.sleep(start - self.clock())
         result = await self.keys.reap(self.batch_size)
         BATCHES.inc()
         KEYS_REAPED.inc(result.deleted)
         return result
 
+    def _next_start(self) -> float:
+        """When the next batch may start at the pass's pace."""
+        return max(self.clock(), self._last_start + self.batch_size / self._pace)
+
     def _observe(self, status: ExpiryStatus) -> ExpiryStatus:
         self._status, self._status_seen = status, self.clock()
+        EXPIRED_PRESENT.set(status.expired)
         return status

@@ -1,6 +1,6 @@
 """The lifecycle events every service speaks: their data models and the CloudEvents envelope."""
 
-from shared.events.envelope import CloudEvent, decode, encode
+from shared.events.envelope import CloudEvent, decode, encode, fixed_attributes
 from shared.events.models import (
     EVENT_TYPES,
     DeleteReason,
@@ -22,4 +22,5 @@ __all__ = [
     "KeyUpdated",
     "decode",
     "encode",
+    "fixed_attributes",
 ]

@@ -39,18 +39,26 @@ class CloudEvent:
         )
 
 
+def fixed_attributes(event_type: str) -> list[tuple[str, str]]:
+    """The header attributes every event of a type carries alike; with `ce_id`, `ce_subject` and `ce_time` they
+    make the whole set (PostgreSQL adds those three itself when it writes a reap's events)."""
+    return [
+        ("ce_specversion", SPEC_VERSION),
+        ("ce_type", event_type),
+        ("ce_source", SOURCE),
+        ("ce_dataschema", f"{DATASCHEMA_BASE}{event_type}.json"),
+        ("content-type", CONTENT_TYPE),
+    ]
+
+
 def encode(event: CloudEvent) -> tuple[bytes, bytes, Headers]:
     """-> (message key, message value, headers) for a Kafka producer."""
     headers: Headers = [
-        ("ce_specversion", SPEC_VERSION.encode()),
         ("ce_id", event.id.encode()),
-        ("ce_type", event.type.encode()),
-        ("ce_source", event.source.encode()),
         ("ce_subject", event.subject.encode()),
         ("ce_time", event.time.astimezone(UTC).isoformat().replace("+00:00", "Z").encode()),
-        ("ce_dataschema", f"{DATASCHEMA_BASE}{event.type}.json".encode()),
-        ("content-type", CONTENT_TYPE.encode()),
     ]
+    headers += [(name, value.encode()) for name, value in fixed_attributes(event.type)]
     return event.partition_key.encode(), event.data.model_dump_json().encode(), headers
 
 

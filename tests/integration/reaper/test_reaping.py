@@ -2,12 +2,14 @@
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
 import httpx
 import pytest
 
+from shared.events import CloudEvent, KeyCreated, KeyDeleted, decode, encode
 from tests.fixtures.directory import Tenant
 from tests.fixtures.processes import ServiceProcess
 from tests.fixtures.random_refs import key_name
@@ -17,6 +19,7 @@ from tests.integration.reaper.conftest import (
     lateness,
     metric,
     remaining,
+    utc,
     wait_until_gone,
 )
 
@@ -133,6 +136,51 @@ async def test_a_reaped_key_is_gone_and_only_its_audit_remembers_that_it_existed
         )
         assert found == 0, f"{table['schemaname']}.{table['tablename']} still holds a trace of the key"
     assert await remaining(pool, [key_id]) == 0
+
+
+async def outbox_events(pool: asyncpg.Pool, key_id: UUID) -> dict[str, tuple[CloudEvent, list[str]]]:
+    """The key's events in the outbox, by type, each with its header names."""
+    rows = await pool.fetch(
+        "SELECT message_key, headers, payload FROM keys.outbox WHERE headers @> $1::jsonb ORDER BY id",
+        [["ce_subject", str(key_id)]],
+    )
+    out = {}
+    for row in rows:
+        headers = [(name, value.encode()) for name, value in row["headers"]]
+        event = decode(row["message_key"], row["payload"], headers)
+        out[event.type] = (event, sorted(name for name, _ in headers))
+    return out
+
+
+async def test_a_reaped_keys_deleted_event_and_audit_are_written_as_for_any_other_deletion(
+    reaper, as_admin, tenant: Tenant, pool: asyncpg.Pool
+):
+    """PostgreSQL writes a reap's events and audit rows; they must read exactly as the ones Python writes."""
+    key = await create_key(as_admin, tenant)
+    key_id = UUID(key["id"])
+    await pool.execute("UPDATE keys.api_keys SET expires_at = now() + interval '0.2 seconds' WHERE id = $1", key_id)
+    expires_at = await pool.fetchval("SELECT expires_at FROM keys.api_keys WHERE id = $1", key_id)
+    await wait_until_gone(pool, [key_id], timeout=5)
+
+    events = await outbox_events(pool, key_id)
+    (created, _), (deleted, header_names) = events[KeyCreated.type], events[KeyDeleted.type]
+    python_wrote = CloudEvent.of(
+        KeyDeleted(**{**created.data.model_dump(), "expires_at": expires_at}, reason="expired", deleted_by="system")
+    )
+    assert deleted.data == python_wrote.data
+    assert (deleted.source, deleted.subject, deleted.partition_key) == (
+        python_wrote.source,
+        python_wrote.subject,
+        python_wrote.partition_key,
+    )
+    assert UUID(deleted.id) != UUID(created.id)
+    assert abs((deleted.time - datetime.now(UTC)).total_seconds()) < 30
+    assert header_names == sorted(name for name, _ in encode(python_wrote)[2])
+
+    [audit] = await deletions(pool, [key_id])
+    assert audit["details"]["reason"] == "expired"
+    assert utc(audit["details"]["expires_at"]) == expires_at
+    assert utc(audit["details"]["created_at"]) == created.data.created_at
 
 
 async def test_the_reaper_reports_health_readiness_and_its_figures(reaper, bulk_keys, pool: asyncpg.Pool):

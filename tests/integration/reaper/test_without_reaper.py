@@ -46,3 +46,15 @@ async def test_a_reaper_that_may_not_delete_reports_the_growing_age_of_the_oldes
     await asyncio.sleep(1)
     later = await metric(reaper, "keyward_reaper_oldest_expired_key_age_seconds")
     assert later >= first + (time.monotonic() - started) - 0.1
+
+
+async def test_the_expiry_status_counts_the_expired_keys_still_present(
+    keys_server: ServiceProcess, bulk_keys, voice_token: str
+):
+    async with httpx.AsyncClient(base_url=keys_server.url, headers={"Authorization": f"Bearer {voice_token}"}) as c:
+        before = (await c.get("/v1/keys/expiry-status")).json()
+        await bulk_keys(5, expires_in=-30)
+        await bulk_keys(3, expires_in=3600)
+        after = (await c.get("/v1/keys/expiry-status")).json()
+    assert after["expired"] == before["expired"] + 5
+    assert after["oldest_expired_at"] is not None

@@ -25,6 +25,23 @@ def test_the_defaults_are_a_minute_and_a_thousand_keys_a_batch(monkeypatch):
     assert settings.keys_url == "http://127.0.0.1:8081"
 
 
+def test_a_mass_expiry_is_spread_over_45s_by_default_never_more_than_three_quarters_of_the_interval(monkeypatch):
+    for name in ("REAPER_INTERVAL", "REAPER_SPREAD"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings(service_tokens=TOKENS).spread == timedelta(seconds=45)
+    monkeypatch.setenv("REAPER_INTERVAL", "1s")
+    assert Settings(service_tokens=TOKENS).spread == timedelta(seconds=0.75)
+    monkeypatch.setenv("REAPER_SPREAD", "0s")
+    assert Settings(service_tokens=TOKENS).spread == timedelta(0)
+
+
+@pytest.mark.parametrize("value", ["-5s", "45", "soon"])
+def test_a_spread_that_is_not_a_duration_is_refused_at_start(value, monkeypatch):
+    monkeypatch.setenv("REAPER_SPREAD", value)
+    with pytest.raises(ValidationError, match=r"reaper_spread"):
+        Settings(service_tokens=TOKENS)
+
+
 @pytest.mark.parametrize("value", ["0", "5001"])
 def test_a_batch_size_the_keys_service_would_refuse_is_refused_at_start(value, monkeypatch):
     monkeypatch.setenv("REAPER_BATCH_SIZE", value)

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.reaper import service
 from services.reaper.schemas import ExpiryStatus, ReapResult
 from services.reaper.service import MIN_PAUSE, Reaper
 
@@ -48,8 +49,10 @@ class FakeSchedule:
         return 0
 
 
-def status(oldest: datetime | None = None, upcoming: datetime | None = None, now: datetime = T0) -> ExpiryStatus:
-    return ExpiryStatus(oldest_expired_at=oldest, next_expiry_at=upcoming, now=now)
+def status(
+    oldest: datetime | None = None, upcoming: datetime | None = None, now: datetime = T0, expired: int = 0
+) -> ExpiryStatus:
+    return ExpiryStatus(oldest_expired_at=oldest, next_expiry_at=upcoming, now=now, expired=expired)
 
 
 def reaper(keys: FakeKeys, schedule: FakeSchedule | None = None, **kwargs) -> Reaper:
@@ -108,6 +111,55 @@ async def test_a_rate_limit_spaces_the_batches_of_all_callers():
     elapsed = loop.time() - started
     assert deleted == 94
     assert 0.9 <= elapsed < 1.6, elapsed
+
+
+SPREAD = timedelta(seconds=45)
+
+
+def test_a_backlog_of_one_batch_or_less_goes_at_once():
+    r = reaper(FakeKeys([status()], [], limit=1000), spread=SPREAD)
+    assert r.pace(status(oldest=T0, expired=1000)) == 0
+    assert r.pace(status(oldest=T0, expired=1001)) > 0
+
+
+def test_a_mass_expiry_is_spread_to_be_gone_the_spread_after_its_oldest_key_expired():
+    r = reaper(FakeKeys([status()], [], limit=1000), spread=SPREAD)
+    # 100,000 keys, the oldest expired 5 s ago: 40 s left.
+    assert r.pace(status(oldest=T0 - timedelta(seconds=5), expired=100_000)) == 2500
+    # The next pass counts again: the pace follows the backlog and the time left.
+    assert r.pace(status(oldest=T0 - timedelta(seconds=25), expired=20_000)) == 1000
+
+
+def test_a_backlog_older_than_the_spread_goes_as_fast_as_it_can():
+    r = reaper(FakeKeys([status()], [], limit=1000), spread=SPREAD)
+    assert r.pace(status(oldest=T0 - timedelta(seconds=45), expired=100_000)) == 0
+    assert r.pace(status(oldest=T0 - timedelta(hours=3), expired=5_000)) == 0
+
+
+def test_the_rate_limit_caps_the_spread_and_paces_alone_without_one():
+    capped = reaper(FakeKeys([status()], [], limit=1000), spread=SPREAD, max_rate=1500)
+    assert capped.pace(status(oldest=T0 - timedelta(seconds=5), expired=100_000)) == 1500
+    assert capped.pace(status(oldest=T0 - timedelta(seconds=5), expired=10_000)) == 250
+    assert capped.pace(status(oldest=T0, expired=10)) == 1500
+    unspread = reaper(FakeKeys([status()], [], limit=1000), max_rate=1500)
+    assert unspread.pace(status(oldest=T0 - timedelta(seconds=5), expired=100_000)) == 1500
+    assert reaper(FakeKeys([status()], [], limit=1000)).pace(status(oldest=T0, expired=100_000)) == 0
+
+
+async def test_a_paced_pass_starts_no_batch_after_its_time_so_the_next_pass_sets_the_pace(monkeypatch):
+    monkeypatch.setattr(service, "REPLAN_SECONDS", 0.35)
+    keys = FakeKeys([status(oldest=T0)], [10] * 50, limit=10)
+    loop = asyncio.get_running_loop()
+    r = reaper(keys, concurrency=2, clock=loop.time)
+    # 100 keys a second in batches of 10: batches start at 0, 0.1, 0.2 and 0.3 s, then the pass is over.
+    assert await r.reap_all(100) == 40
+    assert keys.reap_calls == 4
+    # The next pass, at 160 keys a second, spaces its batches 1/16 s apart, from the last one on: at 0.0625,
+    # 0.125, ... 0.375 s from that one; the pass is over after the sixth.
+    started = loop.time()
+    assert await r.reap_all(160) == 60
+    assert keys.reap_calls == 10
+    assert loop.time() - started >= 0.3
 
 
 async def test_without_a_rate_limit_batches_follow_each_other_at_once():
