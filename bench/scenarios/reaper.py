@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import asyncpg
+
 from bench import data
 from bench.profile import profiled
 from bench.report import Check, Result
-from bench.stack import CpuMeter, Process, fresh_topic, running
+from bench.stack import LOGS, CpuMeter, Process, fresh_topic, running
 from bench.world import Bench
 
 VERIFY_RATE = 200  # verifications a second, well under what the service serves: latency, not throughput
@@ -61,6 +63,18 @@ def _phases(samples: Path, first: float, gone: float, relayed: float) -> dict[st
     return out
 
 
+async def _keep_timeline(conn: asyncpg.Connection, since: datetime) -> None:
+    """When each batch's transaction started and when the relay marked events sent, beside the verify samples:
+    a slow verify can then be lined up with what the reaping was doing at that moment."""
+    for name, column, table in (("batches", "at", "audit_log"), ("relay-marks", "sent_at", "outbox")):
+        rows = await conn.fetch(
+            f"SELECT extract(epoch FROM {column})::float8 AS t, count(*) AS n FROM keys.{table} "
+            f"WHERE {column} >= $1 GROUP BY {column} ORDER BY {column}",
+            since,
+        )
+        (LOGS / f"reaper-{name}.txt").write_text("".join(f"{r['t']:.4f} {r['n']}\n" for r in rows))
+
+
 async def run(b: Bench) -> list[Result]:
     if importlib.util.find_spec("services.reaper.__main__") is None:
         return [Result(6, "reaper", skipped="services/reaper is not there yet")]
@@ -97,7 +111,9 @@ async def run(b: Bench) -> list[Result]:
                     raise RuntimeError(f"the load took too long: the keys expire {left:.1f} s from now")
                 idle = await _report(await _pacer(keys.url, keys_file, min(probe, left - 1)))
                 await asyncio.sleep(max(0.0, (first - datetime.now(UTC)).total_seconds()))
-                samples = b.workdir / "reaper-verify-samples.txt"
+                # Kept with the logs: each verify's due time and latency, to line up with the services' logs.
+                LOGS.mkdir(exist_ok=True)
+                samples = LOGS / "reaper-verify-samples.txt"
                 during_pacer = await _pacer(keys.url, keys_file, 300, samples)
                 cpu = CpuMeter(keys=[keys.pid], relay=[relay.pid], reaper=[reaper.pid]).start()
                 async with (
@@ -123,6 +139,7 @@ async def run(b: Bench) -> list[Result]:
                         await asyncio.sleep(0.1)
                     relayed = datetime.now(UTC)
                     cpu_use = cpu.stop()
+                await _keep_timeline(conn, first)
                 await asyncio.sleep(1)  # a little of the aftermath too
                 during_pacer.send_signal(signal.SIGINT)
                 during = await _report(during_pacer)

@@ -135,7 +135,10 @@ class Reaper:
         status = self._observe(await self.keys.expiry_status())
         began = status.now
         if status.oldest_expired_at is not None:
-            reaped = await self.reap_all(self.pace(status))
+            # With a spread, a backlog of a batch or less is one call: keys expiring meanwhile may be the start
+            # of a mass expiry, and the next pass counts them before it sets a pace.
+            once = bool(self.spread) and status.expired <= self.batch_size
+            reaped = await self.reap_all(self.pace(status), once=once)
             status = self._observe(await self.keys.expiry_status())
             if reaped:
                 log.info("reaped %d expired key(s) in %.3fs", reaped, self.clock() - started)
@@ -167,8 +170,9 @@ class Reaper:
                 pace = min(pace, even) if pace else even
         return pace
 
-    async def reap_all(self, pace: float | None = None) -> int:
-        """One batch; while batches come back full, `concurrency` callers drain the rest side by side.
+    async def reap_all(self, pace: float | None = None, *, once: bool = False) -> int:
+        """One batch (only that one if `once`); while batches come back full, `concurrency` callers drain the
+        rest side by side.
 
         Paced (`pace` keys a second, REAPER_MAX_RATE when not given), batches start no closer together than
         the pace allows, and none after REPLAN_SECONDS past the first: the next pass sets a new pace.
@@ -177,7 +181,7 @@ class Reaper:
         self._pass_ends = self._next_start() + REPLAN_SECONDS if self._pace else math.inf
         PACE.set(self._pace)
         first = await self._reap_batch()
-        if first is None or not first.more:
+        if first is None or not first.more or once:
             return first.deleted if first else 0
         async with asyncio.TaskGroup() as group:
             drains = [group.create_task(self._drain()) for _ in range(self.concurrency)]

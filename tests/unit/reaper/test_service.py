@@ -162,6 +162,19 @@ async def test_a_paced_pass_starts_no_batch_after_its_time_so_the_next_pass_sets
     assert loop.time() - started >= 0.3
 
 
+async def test_a_small_backlog_is_one_call_and_the_next_pass_counts_what_expired_meanwhile():
+    after = status(oldest=T0, expired=5_000, now=T0 + timedelta(milliseconds=20))
+    # The first pass saw 5 expired keys, but more expired while it ran: its one batch came back full.
+    keys = FakeKeys([status(oldest=T0, expired=5), after], [10] * 20, limit=10)
+    wake = await reaper(keys, spread=SPREAD).run_pass()
+    assert keys.reap_calls == 1
+    assert wake == after.now + MIN_PAUSE
+    # Without a spread, the pass drains whatever there is.
+    keys = FakeKeys([status(oldest=T0, expired=5), after], [10] * 20 + [3], limit=10)
+    await reaper(keys).run_pass()
+    assert keys.reap_calls == 21 + 2
+
+
 async def test_without_a_rate_limit_batches_follow_each_other_at_once():
     keys = FakeKeys([status(oldest=T0), status()], [10] * 9 + [4], limit=10)
     loop = asyncio.get_running_loop()
