@@ -34,7 +34,11 @@ class Sizes:
     notifier_events: int
     notifier_admins: int
     reaper_keys: int
+    # Verify's idle p99 is measured over this long before the expiry: about as long as the reaping lasts,
+    # so that both windows are as likely to catch the machine's rare hiccups (a checkpoint, say).
     reaper_probe_seconds: float
+    # REAPER_SPREAD for the run: the reaper's default (45s) in full, shorter in quick to keep it quick.
+    reaper_spread: str | None
 
 
 QUICK = Sizes(
@@ -52,7 +56,8 @@ QUICK = Sizes(
     notifier_events=100,
     notifier_admins=10,
     reaper_keys=10_000,
-    reaper_probe_seconds=4,
+    reaper_probe_seconds=10,
+    reaper_spread="10s",
 )
 
 FULL = Sizes(
@@ -70,5 +75,6 @@ FULL = Sizes(
     notifier_events=1_000,
     notifier_admins=10,
     reaper_keys=100_000,
-    reaper_probe_seconds=8,
+    reaper_probe_seconds=40,
+    reaper_spread=None,
 )

@@ -1,7 +1,8 @@
 """Scenario 6: keys all expiring in the same second, gone within 60 s, and verify's p99 meanwhile.
 
 The keys are COPYed to expire one second after an instant T a little ahead; the keys service and the
-reaper (defaults: REAPER_INTERVAL 60 s, batches of 1000, 2 callers) start after the load, so the reaper's
+reaper (defaults: REAPER_INTERVAL 60 s, REAPER_SPREAD 45 s, batches of 1000, 2 callers; quick mode spreads
+over 10 s) start after the load, so the reaper's
 first pass learns T from expiry-status, as it would have from the keys' `created` events. `bench.pacer`
 verifies keys at a steady rate in its own process: before T (idle), then from T until the keys are gone
 and their `deleted` events relayed; the two p99s are compared.
@@ -102,8 +103,10 @@ async def run(b: Bench) -> list[Result]:
         env = b.service_env(KAFKA_TOPIC=topic)
         api, relay = b.keys_api_and_relay(KAFKA_TOPIC=topic)
         async with running(relay), running(api) as keys:
+            spread = {"REAPER_SPREAD": b.sizes.reaper_spread} if b.sizes.reaper_spread else {}
             reaper = Process.service(
-                "reaper", {**env, "KEYS_URL": keys.url, "REAPER_CONSUMER_GROUP": f"bench-reaper-{uuid4().hex[:8]}"}
+                "reaper",
+                {**env, **spread, "KEYS_URL": keys.url, "REAPER_CONSUMER_GROUP": f"bench-reaper-{uuid4().hex[:8]}"},
             )
             async with running(reaper):
                 left = (first - datetime.now(UTC)).total_seconds()
