@@ -160,13 +160,14 @@ class Reaper:
         """Keys a second for a pass that starts at `status` (0: as fast as it can).
 
         A backlog of one batch or less goes at once. A bigger one is spread to be gone `spread` after the
-        oldest expired key expired; once that is past, it goes as fast as it can. REAPER_MAX_RATE caps both.
+        oldest expired key expired, though never slower than a batch a second (a few thousand keys need no
+        spreading); once the spread is past, it goes as fast as it can. REAPER_MAX_RATE caps all of these.
         """
         pace = float(self.max_rate)
         if self.spread and status.oldest_expired_at is not None and status.expired > self.batch_size:
             left = (status.oldest_expired_at + self.spread - status.now).total_seconds()
             if left > 0:
-                even = status.expired / left
+                even = max(status.expired / left, self.batch_size)
                 pace = min(pace, even) if pace else even
         return pace
 

@@ -130,6 +130,13 @@ def test_a_mass_expiry_is_spread_to_be_gone_the_spread_after_its_oldest_key_expi
     assert r.pace(status(oldest=T0 - timedelta(seconds=25), expired=20_000)) == 1000
 
 
+def test_a_few_thousand_keys_go_no_slower_than_a_batch_a_second():
+    r = reaper(FakeKeys([status()], [], limit=1000), spread=SPREAD)
+    assert r.pace(status(oldest=T0, expired=5_000)) == 1000
+    assert r.pace(status(oldest=T0, expired=45_000)) == 1000
+    assert r.pace(status(oldest=T0, expired=90_000)) == 2000
+
+
 def test_a_backlog_older_than_the_spread_goes_as_fast_as_it_can():
     r = reaper(FakeKeys([status()], [], limit=1000), spread=SPREAD)
     assert r.pace(status(oldest=T0 - timedelta(seconds=45), expired=100_000)) == 0
@@ -139,7 +146,7 @@ def test_a_backlog_older_than_the_spread_goes_as_fast_as_it_can():
 def test_the_rate_limit_caps_the_spread_and_paces_alone_without_one():
     capped = reaper(FakeKeys([status()], [], limit=1000), spread=SPREAD, max_rate=1500)
     assert capped.pace(status(oldest=T0 - timedelta(seconds=5), expired=100_000)) == 1500
-    assert capped.pace(status(oldest=T0 - timedelta(seconds=5), expired=10_000)) == 250
+    assert capped.pace(status(oldest=T0 - timedelta(seconds=5), expired=10_000)) == 1000
     assert capped.pace(status(oldest=T0, expired=10)) == 1500
     unspread = reaper(FakeKeys([status()], [], limit=1000), max_rate=1500)
     assert unspread.pace(status(oldest=T0 - timedelta(seconds=5), expired=100_000)) == 1500
