@@ -14,6 +14,8 @@ from pathlib import Path
 from uuid import uuid4
 
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.settings import ROOT
 from shared.kafka import ensure_topics
@@ -45,11 +47,42 @@ LOGS = Path(tempfile.gettempdir()) / "keyward-bench-logs"
 
 
 async def fresh_topic() -> str:
-    """A topic of this run (3 partitions, as the tests use); all of them are deleted at the end."""
+    """A topic of this run (3 partitions, as the tests use, and as GroupProgress expects); all of them are
+    deleted at the end."""
     name = f"apikeys.lifecycle.bench-{uuid4().hex[:10]}"
     await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {name: 3})
     TOPICS.append(name)
     return name
+
+
+class GroupProgress:
+    """Whether consumer groups have committed every message of a topic: a consumer still catching up is load."""
+
+    def __init__(self, topic: str, partitions: int = 3) -> None:
+        self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+
+    async def __aenter__(self) -> "GroupProgress":
+        await self._admin.start()
+        await self._offsets.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._offsets.stop()
+        await self._admin.close()
+
+    async def behind(self, *groups: str) -> dict[str, int]:
+        """Messages each group has yet to commit, for the groups that have any."""
+        ends = await self._offsets.end_offsets(self.partitions)
+        lag = {}
+        for group in groups:
+            committed = await self._admin.list_consumer_group_offsets(group, partitions=self.partitions)
+            left = sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in self.partitions)
+            if left > 0:
+                lag[group] = left
+        return lag
 
 
 class Process:

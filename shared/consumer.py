@@ -4,6 +4,11 @@ A message that is not a lifecycle event, or whose handler raises `PermanentError
 topic with the error and its original headers, and consumption goes on. Any other exception is taken as
 transient (database down, say): the same message is retried with backoff, and nothing after it in that
 partition is committed meanwhile.
+
+A consumer may also take a `handle_many`: the events of a partition's batch at once, in order (one
+transaction for a burst of a hundred thousand `deleted` events, rather than one each). If it fails, for any
+reason, that batch goes through `handle` one event at a time instead, with the retries and dead-lettering
+above: `handle_many` is only ever a shortcut, and must do what `handle` would for each event.
 """
 
 import asyncio
@@ -26,6 +31,7 @@ CONSUMED = Counter("keyward_events_consumed_total", "Events handled", ["group", 
 DEAD_LETTERED = Counter("keyward_events_dead_lettered_total", "Messages sent to the dead-letter topic", ["group"])
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
+BatchHandler = Callable[[list[CloudEvent]], Awaitable[None]]
 # Messages handled between two commits at most: bounds what a crash makes the group handle again.
 COMMIT_EVERY = 500
 
@@ -43,6 +49,7 @@ class EventConsumer:
         group_id: str,
         client_id: str,
         handle: Handler,
+        handle_many: BatchHandler | None = None,
         dead_letter_topic: str | None = None,
     ) -> None:
         self.bootstrap = bootstrap
@@ -50,6 +57,7 @@ class EventConsumer:
         self.group_id = group_id
         self.client_id = client_id
         self.handle = handle
+        self.handle_many = handle_many
         self.dead_letter_topic = dead_letter_topic or f"{topic}.dlq"
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -84,6 +92,9 @@ class EventConsumer:
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=COMMIT_EVERY)
             for tp, messages in batches.items():
+                if self.handle_many is not None and len(messages) > 1 and await self._process_many(messages):
+                    self._handled[tp] = messages[-1].offset + 1
+                    continue
                 for message in messages:
                     await self._process(message)
                     self._handled[tp] = message.offset + 1
@@ -103,6 +114,31 @@ class EventConsumer:
                 await asyncio.shield(self._consumer.commit(handled))
             except Exception:
                 log.warning("could not commit offsets; those events will be handled again", exc_info=True)
+
+    async def _process_many(self, messages: list[ConsumerRecord]) -> bool:
+        """A partition's batch through `handle_many`; False if it was not handled so (the caller then hands
+        the messages to `_process` one by one: a message that is not an event, or a failure)."""
+        assert self.handle_many is not None
+        try:
+            events = [decode(m.key, m.value, list(m.headers)) for m in messages]
+        except InvalidEvent:
+            return False  # `_process` dead-letters it, in its place in the partition's order
+        try:
+            await self.handle_many(events)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("handling %d events at once failed; handling them one by one", len(events), exc_info=True)
+            return False
+        for event in events:
+            self._count(event.type)
+        return True
+
+    def _count(self, event_type: str) -> None:
+        counter = self._consumed.get(event_type)
+        if counter is None:
+            counter = self._consumed[event_type] = CONSUMED.labels(self.group_id, event_type)
+        counter.inc()
 
     async def _process(self, message: ConsumerRecord) -> None:
         try:
@@ -126,10 +162,7 @@ class EventConsumer:
                 with attempt:
                     handled = await self._handle(message, event)
         if handled:
-            counter = self._consumed.get(event.type)
-            if counter is None:
-                counter = self._consumed[event.type] = CONSUMED.labels(self.group_id, event.type)
-            counter.inc()
+            self._count(event.type)
 
     async def _handle(self, message: ConsumerRecord, event: CloudEvent) -> bool:
         """Hands the event to the handler; False when the handler refused it for good (dead-lettered)."""

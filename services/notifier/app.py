@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from services.notifier.config import Settings
 from services.notifier.directory import KeysDirectory
 from services.notifier.endpoints import router
-from services.notifier.handlers import dispatcher
+from services.notifier.handlers import batch_dispatcher, dispatcher
 from services.notifier.mailer import Mailer, SmtpConfig
 from services.notifier.rendering import Renderer
 from services.notifier.sender import Sender, housekeeping
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             group_id=cfg.notifier_consumer_group,
             client_id=f"notifier-{instance}",
             handle=dispatcher(pool, sender.poke),
+            handle_many=batch_dispatcher(pool, sender.poke),
         )
         app.state.settings, app.state.pool, app.state.directory = cfg, pool, directory
         app.state.service_tokens = ServiceTokens(tokens)

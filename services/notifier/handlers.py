@@ -25,10 +25,15 @@ async def record_notice(event: CloudEvent, conn: asyncpg.Connection) -> None:
 
 
 async def forget_key(event: CloudEvent, conn: asyncpg.Connection) -> None:
-    data = event.data
-    assert isinstance(data, KeyDeleted)
-    await repository.add_tombstone(conn, data.key_id, data.reason)
-    await repository.cancel_key(conn, data.key_id, f"the key was deleted ({data.reason})")
+    await forget_keys([event], conn)
+
+
+async def forget_keys(events: list[CloudEvent], conn: asyncpg.Connection) -> None:
+    """Deleted keys: a tombstone each, and whatever is still open for them cancelled, in three statements."""
+    deleted = [e.data for e in events if isinstance(e.data, KeyDeleted)]
+    key_ids, reasons = [d.key_id for d in deleted], [str(d.reason) for d in deleted]
+    await repository.add_tombstones(conn, key_ids, reasons)
+    await repository.cancel_keys(conn, key_ids, [f"the key was deleted ({r})" for r in reasons])
 
 
 async def follow_rename(event: CloudEvent, conn: asyncpg.Connection) -> None:
@@ -42,6 +47,42 @@ EVENT_HANDLERS: dict[type[KeyEventData], list[Handler]] = {
     KeyDeleted: [forget_key],
     KeyUpdated: [follow_rename],
 }
+
+
+def batch_dispatcher(
+    pool: asyncpg.Pool, on_committed: Callable[[], None]
+) -> Callable[[list[CloudEvent]], Awaitable[None]]:
+    """A partition's batch of events in one transaction, in order: what `dispatcher` does for each, with the
+    deletions in a row written together. After a mass expiry that is a hundred thousand `deleted` events:
+    one at a time they kept the notifier busy for about two minutes, at half a core. Any failure rolls the
+    whole batch back, and the consumer hands it to `dispatcher` event by event."""
+
+    async def handle_many(events: list[CloudEvent]) -> None:
+        handled = [e for e in events if type(e.data) in EVENT_HANDLERS]
+        if not handled:
+            return
+        first_of: dict[str, CloudEvent] = {}
+        for event in handled:
+            first_of.setdefault(event.id, event)  # an event twice in one batch counts once, as a redelivery
+        relevant = list(first_of.values())
+        async with pool.acquire() as conn, conn.transaction():
+            fresh = await repository.mark_processed_many(conn, [e.id for e in relevant], [e.type for e in relevant])
+            DUPLICATE_EVENTS.inc(len(handled) - len(fresh))
+            deletions: list[CloudEvent] = []
+            for event in (e for e in relevant if e.id in fresh):
+                if isinstance(event.data, KeyDeleted):
+                    deletions.append(event)
+                    continue
+                if deletions:
+                    await forget_keys(deletions, conn)
+                    deletions = []
+                for handler in EVENT_HANDLERS[type(event.data)]:
+                    await handler(event, conn)
+            if deletions:
+                await forget_keys(deletions, conn)
+        on_committed()
+
+    return handle_many
 
 
 def dispatcher(pool: asyncpg.Pool, on_committed: Callable[[], None]) -> Callable[[CloudEvent], Awaitable[None]]:

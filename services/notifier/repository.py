@@ -21,12 +21,20 @@ _DUE = """((d.status = 'pending' AND d.next_attempt_at <= now())
 
 async def mark_processed(conn: asyncpg.Connection, event_id: str, event_type: str) -> bool:
     """Records an event as handled; False when it already was (a redelivery)."""
-    status = await conn.execute(
-        "INSERT INTO notifier.processed_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        event_id,
-        event_type,
+    return bool(await mark_processed_many(conn, [event_id], [event_type]))
+
+
+async def mark_processed_many(conn: asyncpg.Connection, event_ids: list[str], event_types: list[str]) -> set[str]:
+    """Records events as handled, in one statement; -> the ids that were not already (the rest are redeliveries)."""
+    rows = await conn.fetch(
+        """
+        INSERT INTO notifier.processed_events (event_id, event_type)
+        SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING RETURNING event_id
+        """,
+        event_ids,
+        event_types,
     )
-    return status.endswith(" 1")
+    return {r["event_id"] for r in rows}
 
 
 async def insert_notice(conn: asyncpg.Connection, event_id: str, announced_at: object, data: KeyExpiring) -> bool:
@@ -54,9 +62,14 @@ async def insert_notice(conn: asyncpg.Connection, event_id: str, announced_at: o
     return status.endswith(" 1")
 
 
-async def add_tombstone(conn: asyncpg.Connection, key_id: UUID, reason: str) -> None:
+async def add_tombstones(conn: asyncpg.Connection, key_ids: list[UUID], reasons: list[str]) -> None:
     await conn.execute(
-        "INSERT INTO notifier.deleted_keys (key_id, reason) VALUES ($1, $2) ON CONFLICT DO NOTHING", key_id, reason
+        """
+        INSERT INTO notifier.deleted_keys (key_id, reason)
+        SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING
+        """,
+        key_ids,
+        reasons,
     )
 
 
@@ -67,22 +80,33 @@ async def is_deleted(conn: Conn, key_id: UUID) -> bool:
 async def cancel_key(conn: asyncpg.Connection, key_id: UUID, reason: str, threshold: int | None = None) -> None:
     """Cancels what is still open for a key (one threshold, or all). A send already in flight that the SMTP
     server accepts is still recorded as sent."""
+    await cancel_keys(conn, [key_id], [reason], threshold)
+
+
+async def cancel_keys(
+    conn: asyncpg.Connection, key_ids: list[UUID], reasons: list[str], threshold: int | None = None
+) -> None:
+    """`cancel_key` for any number of keys, each with its reason, in two statements."""
     await conn.execute(
         """
-        UPDATE notifier.deliveries SET status = 'cancelled', claimed_at = NULL, last_error = $2, updated_at = now()
-        WHERE key_id = $1 AND ($3::bigint IS NULL OR threshold_seconds = $3) AND status IN ('pending', 'sending')
+        UPDATE notifier.deliveries d
+        SET status = 'cancelled', claimed_at = NULL, last_error = c.reason, updated_at = now()
+        FROM unnest($1::uuid[], $2::text[]) AS c(key_id, reason)
+        WHERE d.key_id = c.key_id AND ($3::bigint IS NULL OR d.threshold_seconds = $3)
+          AND d.status IN ('pending', 'sending')
         """,
-        key_id,
-        reason,
+        key_ids,
+        reasons,
         threshold,
     )
     await conn.execute(
         """
-        UPDATE notifier.notices SET status = 'cancelled', status_reason = $2
-        WHERE key_id = $1 AND ($3::bigint IS NULL OR threshold_seconds = $3) AND status = 'open'
+        UPDATE notifier.notices n SET status = 'cancelled', status_reason = c.reason
+        FROM unnest($1::uuid[], $2::text[]) AS c(key_id, reason)
+        WHERE n.key_id = c.key_id AND ($3::bigint IS NULL OR n.threshold_seconds = $3) AND n.status = 'open'
         """,
-        key_id,
-        reason,
+        key_ids,
+        reasons,
         threshold,
     )
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 from aiokafka import ConsumerRecord
 from prometheus_client import REGISTRY
 
@@ -59,3 +61,48 @@ async def test_an_event_handled_at_the_first_try_is_handled_once_and_counted():
     await consumer._process(record(event))
     assert seen == [event.id]
     assert consumed("once-test") == 1
+
+
+async def test_a_batch_goes_to_handle_many_at_once_and_each_event_is_counted():
+    events = [
+        CloudEvent.of(KeyDeleted(**detached_key_fields(), reason="expired", deleted_by="system")) for _ in range(3)
+    ]
+    batches: list[list[str]] = []
+
+    async def one(received: CloudEvent) -> None:
+        raise AssertionError("the batch should not be handled one by one")
+
+    async def many(received: list[CloudEvent]) -> None:
+        batches.append([e.id for e in received])
+
+    consumer = EventConsumer(
+        bootstrap="127.0.0.1:1", topic="t", group_id="many-test", client_id="c", handle=one, handle_many=many
+    )
+    before = consumed("many-test")
+    assert await consumer._process_many([record(e) for e in events]) is True
+    assert batches == [[e.id for e in events]]
+    assert consumed("many-test") == before + 3
+
+
+async def test_a_batch_that_fails_or_holds_a_stranger_is_left_to_the_one_by_one_path():
+    events = [
+        CloudEvent.of(KeyDeleted(**detached_key_fields(), reason="expired", deleted_by="system")) for _ in range(2)
+    ]
+    calls: list[int] = []
+
+    async def one(received: CloudEvent) -> None: ...
+
+    async def failing(received: list[CloudEvent]) -> None:
+        calls.append(len(received))
+        raise ConnectionError("the database is restarting")
+
+    consumer = EventConsumer(
+        bootstrap="127.0.0.1:1", topic="t", group_id="fallback-test", client_id="c", handle=one, handle_many=failing
+    )
+    before = consumed("fallback-test")
+    assert await consumer._process_many([record(e) for e in events]) is False
+    assert calls == [2]
+    stranger = dataclasses.replace(record(events[0]), headers=(("ce_specversion", b"0.3"),))
+    assert await consumer._process_many([record(events[1]), stranger]) is False
+    assert calls == [2], "a batch with a message that is not an event is not offered at once"
+    assert consumed("fallback-test") == before

@@ -1,0 +1,96 @@
+"""A partition's batch of events handled at once does what handling them one by one does (real PostgreSQL)."""
+
+from uuid import UUID
+
+import asyncpg
+from prometheus_client import REGISTRY
+
+from services.notifier.handlers import batch_dispatcher, dispatcher
+from shared.events import CloudEvent, KeyDeleted, KeyExpiring
+from tests.fixtures.events import detached_key_fields
+
+
+def expiring(fields: dict, days: int) -> CloudEvent:
+    return CloudEvent.of(KeyExpiring(**fields, threshold_seconds=days * 86400, days_left=days))
+
+
+def deleted(fields: dict, reason: str = "expired") -> CloudEvent:
+    return CloudEvent.of(KeyDeleted(**fields, reason=reason, deleted_by="system"))  # type: ignore[arg-type]
+
+
+def story() -> tuple[list[CloudEvent], dict[str, UUID]]:
+    """A noticed key deleted, then announced again; a key deleted twice over (a redelivery inside the batch);
+    a key announced after them all; a run of other deletions."""
+    a, b, c = detached_key_fields(), detached_key_fields(), detached_key_fields()
+    others = [detached_key_fields() for _ in range(20)]
+    b_deleted = deleted(b, "manual")
+    events = [
+        expiring(a, 30),
+        b_deleted,
+        deleted(a),
+        expiring(a, 14),
+        b_deleted,
+        *[deleted(o) for o in others],
+        expiring(c, 30),
+    ]
+    return events, {"a": a["key_id"], "b": b["key_id"], "c": c["key_id"], "other": others[0]["key_id"]}
+
+
+async def state(pool: asyncpg.Pool, keys: dict[str, UUID], events: list[CloudEvent]) -> dict:
+    notices = await pool.fetch(
+        "SELECT key_id, threshold_seconds, status, status_reason FROM notifier.notices WHERE key_id = ANY($1)",
+        list(keys.values()),
+    )
+    by_key = {
+        name: sorted((n["threshold_seconds"], n["status"]) for n in notices if n["key_id"] == k)
+        for name, k in keys.items()
+    }
+    reasons = {n["status_reason"] for n in notices if n["key_id"] == keys["a"]}
+    tombstones = await pool.fetch(
+        "SELECT key_id, reason FROM notifier.deleted_keys WHERE key_id = ANY($1)",
+        [e.data.key_id for e in events],
+    )
+    processed = await pool.fetchval(
+        "SELECT count(*) FROM notifier.processed_events WHERE event_id = ANY($1)", [e.id for e in events]
+    )
+    return {
+        "a": by_key["a"],
+        "a_reasons": reasons,
+        "b": by_key["b"],
+        "c": [t for t, _ in by_key["c"]],
+        "tombstones": sorted(r["reason"] for r in tombstones),
+        "tombstone_of_b": next(r["reason"] for r in tombstones if r["key_id"] == keys["b"]),
+        "processed": processed,
+    }
+
+
+def duplicates() -> float:
+    return REGISTRY.get_sample_value("keyward_notifier_duplicate_events_total") or 0.0
+
+
+async def test_a_batch_handled_at_once_ends_as_the_same_events_handled_one_by_one(nf_pool: asyncpg.Pool):
+    one_by_one, keys_1 = story()
+    handle = dispatcher(nf_pool, lambda: None)
+    for event in one_by_one:
+        await handle(event)
+
+    at_once, keys_2 = story()
+    commits: list[int] = []
+    before = duplicates()
+    await batch_dispatcher(nf_pool, lambda: commits.append(1))(at_once)
+
+    expected = await state(nf_pool, keys_1, one_by_one)
+    assert await state(nf_pool, keys_2, at_once) == expected
+    # The key deleted before its 14-day notice arrived got no 14-day notice; its 30-day one was cancelled.
+    assert expected["a"] == [(30 * 86400, "cancelled")]
+    assert expected["a_reasons"] == {"the key was deleted (expired)"}
+    assert expected["tombstone_of_b"] == "manual"
+    assert expected["c"] == [30 * 86400]
+    assert expected["processed"] == len(one_by_one) - 1
+    assert commits == [1]
+    assert duplicates() == before + 1
+
+    # Redelivered whole, the batch changes nothing.
+    await batch_dispatcher(nf_pool, lambda: None)(at_once)
+    assert await state(nf_pool, keys_2, at_once) == expected
+    assert duplicates() == before + 1 + len(at_once)
