@@ -79,7 +79,8 @@ class GroupProgress:
         lag = {}
         for group in groups:
             committed = await self._admin.list_consumer_group_offsets(group, partitions=self.partitions)
-            left = sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in self.partitions)
+            # A partition the group never committed on reads -1 (or is absent): nothing consumed there.
+            left = sum(ends[tp] - max(0, committed[tp].offset if tp in committed else 0) for tp in self.partitions)
             if left > 0:
                 lag[group] = left
         return lag

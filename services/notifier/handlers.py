@@ -49,6 +49,16 @@ EVENT_HANDLERS: dict[type[KeyEventData], list[Handler]] = {
 }
 
 
+def needs_ledger(event: CloudEvent) -> bool:
+    """Whether handling the event twice could differ from once, so that its `ce_id` must be recorded.
+
+    A deletion needs no ledger row: its tombstone and cancellations come out the same however often they
+    are applied, and a deleted key never comes back. After a mass expiry that saves a hundred thousand
+    rows written (and purged later).
+    """
+    return not isinstance(event.data, KeyDeleted)
+
+
 def batch_dispatcher(
     pool: asyncpg.Pool, on_committed: Callable[[], None]
 ) -> Callable[[list[CloudEvent]], Awaitable[None]]:
@@ -65,11 +75,12 @@ def batch_dispatcher(
         for event in handled:
             first_of.setdefault(event.id, event)  # an event twice in one batch counts once, as a redelivery
         relevant = list(first_of.values())
+        ledgered = [e for e in relevant if needs_ledger(e)]
         async with pool.acquire() as conn, conn.transaction():
-            fresh = await repository.mark_processed_many(conn, [e.id for e in relevant], [e.type for e in relevant])
-            DUPLICATE_EVENTS.inc(len(handled) - len(fresh))
+            fresh = await repository.mark_processed_many(conn, [e.id for e in ledgered], [e.type for e in ledgered])
+            DUPLICATE_EVENTS.inc(len(ledgered) - len(fresh) + len(handled) - len(relevant))
             deletions: list[CloudEvent] = []
-            for event in (e for e in relevant if e.id in fresh):
+            for event in (e for e in relevant if e.id in fresh or not needs_ledger(e)):
                 if isinstance(event.data, KeyDeleted):
                     deletions.append(event)
                     continue
@@ -92,7 +103,7 @@ def dispatcher(pool: asyncpg.Pool, on_committed: Callable[[], None]) -> Callable
             return
         try:
             async with pool.acquire() as conn, conn.transaction():
-                if not await repository.mark_processed(conn, event.id, event.type):
+                if needs_ledger(event) and not await repository.mark_processed(conn, event.id, event.type):
                     DUPLICATE_EVENTS.inc()
                     return
                 for handler in handlers:
