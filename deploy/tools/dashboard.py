@@ -143,6 +143,14 @@ ROWS = [
                 [("age", "max(keyward_reaper_oldest_expired_key_age_seconds{NS})")],
             ),
             (
+                "Expired keys still present, and the pace of a mass expiry",
+                "short",
+                [
+                    ("expired keys", "max(keyward_reaper_expired_keys{NS})"),
+                    ("pace (keys/s)", "sum(keyward_reaper_pace_keys_per_second{NS})"),
+                ],
+            ),
+            (
                 "Keys reaped and failed passes (per hour)",
                 "short",
                 [
