@@ -1,5 +1,6 @@
-"""Lifecycle event handlers. The consumer stays thin: each event's effects and its ce_id commit in one
-transaction, then the offset is committed, so a redelivered event (same ce_id) changes nothing.
+"""Lifecycle event handlers. The consumer stays thin: a batch's effects and its ce_ids commit in one
+transaction, then the offset is committed, so a redelivered event (same ce_id) changes nothing. Deletions
+record no ce_id: applied twice, they change nothing anyway.
 
 Recording a notice is all the consumer does for an expiring key; the sender loop delivers it.
 """
@@ -24,10 +25,6 @@ async def record_notice(event: CloudEvent, conn: asyncpg.Connection) -> None:
         NOTICES_RECORDED.inc()
 
 
-async def forget_key(event: CloudEvent, conn: asyncpg.Connection) -> None:
-    await forget_keys([event], conn)
-
-
 async def forget_keys(events: list[CloudEvent], conn: asyncpg.Connection) -> None:
     """Deleted keys: a tombstone each, and whatever is still open for them cancelled, in three statements."""
     deleted = [e.data for e in events if isinstance(e.data, KeyDeleted)]
@@ -42,11 +39,12 @@ async def follow_rename(event: CloudEvent, conn: asyncpg.Connection) -> None:
 
 Handler = Callable[[CloudEvent, asyncpg.Connection], Awaitable[None]]
 
-EVENT_HANDLERS: dict[type[KeyEventData], list[Handler]] = {
-    KeyExpiring: [record_notice],
-    KeyDeleted: [forget_key],
-    KeyUpdated: [follow_rename],
+# One handler per event type; deletions are not in it: a run of them is written together (`forget_keys`).
+EVENT_HANDLERS: dict[type[KeyEventData], Handler] = {
+    KeyExpiring: record_notice,
+    KeyUpdated: follow_rename,
 }
+HANDLED: tuple[type[KeyEventData], ...] = (KeyExpiring, KeyUpdated, KeyDeleted)
 
 
 def needs_ledger(event: CloudEvent) -> bool:
@@ -62,33 +60,33 @@ def needs_ledger(event: CloudEvent) -> bool:
 def batch_dispatcher(
     pool: asyncpg.Pool, on_committed: Callable[[], None]
 ) -> Callable[[list[CloudEvent]], Awaitable[None]]:
-    """A partition's batch of events in one transaction, in order: what `dispatcher` does for each, with the
-    deletions in a row written together. After a mass expiry that is a hundred thousand `deleted` events:
-    one at a time they kept the notifier busy for about two minutes, at half a core. Any failure rolls the
-    whole batch back, and the consumer hands it to `dispatcher` event by event."""
+    """Events of one partition in one transaction, in their order, a run of deletions written together.
+    After a mass expiry that is a hundred thousand `deleted` events: one transaction each kept the notifier
+    busy for about two minutes, at half a core. Any failure rolls the whole batch back (the consumer then
+    hands it to `dispatcher` event by event)."""
 
     async def handle_many(events: list[CloudEvent]) -> None:
-        handled = [e for e in events if type(e.data) in EVENT_HANDLERS]
+        handled = [e for e in events if isinstance(e.data, HANDLED)]
         if not handled:
             return
         first_of: dict[str, CloudEvent] = {}
         for event in handled:
-            first_of.setdefault(event.id, event)  # an event twice in one batch counts once, as a redelivery
+            first_of.setdefault(event.id, event)  # an event twice in one batch is handled once, as a redelivery
         relevant = list(first_of.values())
         ledgered = [e for e in relevant if needs_ledger(e)]
         async with pool.acquire() as conn, conn.transaction():
             fresh = await repository.mark_processed_many(conn, [e.id for e in ledgered], [e.type for e in ledgered])
-            DUPLICATE_EVENTS.inc(len(ledgered) - len(fresh) + len(handled) - len(relevant))
+            DUPLICATE_EVENTS.inc((len(handled) - len(relevant)) + (len(ledgered) - len(fresh)))
             deletions: list[CloudEvent] = []
-            for event in (e for e in relevant if e.id in fresh or not needs_ledger(e)):
+            for event in relevant:
                 if isinstance(event.data, KeyDeleted):
                     deletions.append(event)
                     continue
                 if deletions:
                     await forget_keys(deletions, conn)
                     deletions = []
-                for handler in EVENT_HANDLERS[type(event.data)]:
-                    await handler(event, conn)
+                if event.id in fresh:
+                    await EVENT_HANDLERS[type(event.data)](event, conn)
             if deletions:
                 await forget_keys(deletions, conn)
         on_committed()
@@ -97,20 +95,14 @@ def batch_dispatcher(
 
 
 def dispatcher(pool: asyncpg.Pool, on_committed: Callable[[], None]) -> Callable[[CloudEvent], Awaitable[None]]:
+    """One event: a batch of one. A value the database can never store (a NUL in a name, a value out of
+    range) is refused for good: retrying never helps."""
+    handle_many = batch_dispatcher(pool, on_committed)
+
     async def handle(event: CloudEvent) -> None:
-        handlers = EVENT_HANDLERS.get(type(event.data))
-        if not handlers:
-            return
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                if needs_ledger(event) and not await repository.mark_processed(conn, event.id, event.type):
-                    DUPLICATE_EVENTS.inc()
-                    return
-                for handler in handlers:
-                    await handler(event, conn)
+            await handle_many([event])
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
-            # The event itself cannot be stored (a NUL in a name, a value out of range): retrying never helps.
             raise PermanentError(f"{type(exc).__name__}: {exc}") from exc
-        on_committed()
 
     return handle

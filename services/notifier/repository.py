@@ -19,11 +19,6 @@ _DUE = """((d.status = 'pending' AND d.next_attempt_at <= now())
 # -- consumer side -----------------------------------------------------------------------------------
 
 
-async def mark_processed(conn: asyncpg.Connection, event_id: str, event_type: str) -> bool:
-    """Records an event as handled; False when it already was (a redelivery)."""
-    return bool(await mark_processed_many(conn, [event_id], [event_type]))
-
-
 async def mark_processed_many(conn: asyncpg.Connection, event_ids: list[str], event_types: list[str]) -> set[str]:
     """Records events as handled, in one statement; -> the ids that were not already (the rest are redeliveries)."""
     rows = await conn.fetch(
