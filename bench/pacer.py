@@ -86,8 +86,9 @@ async def pace(mode: str, url: str, rate: float, seconds: float, args: list[str]
     due: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
     statuses: dict[int, int] = {}
     latencies: list[float] = []
-    # (when the request was due, epoch seconds; its latency) for PACER_SAMPLES, to split a run in phases.
-    samples: list[tuple[float, float]] = []
+    # (when the request was due, epoch seconds; its latency; how late it was sent) for PACER_SAMPLES, to split
+    # a run in phases and to tell a stalled load generator from a slow service.
+    samples: list[tuple[float, float, float]] = []
     epoch_offset = time.time() - time.perf_counter()
 
     async def connection() -> None:
@@ -101,6 +102,7 @@ async def pace(mode: str, url: str, rate: float, seconds: float, args: list[str]
                     f"Content-Length: {len(body)}\r\n{auth}\r\n"
                 )
                 writer.write(head.encode() + body)
+                sent_at = time.perf_counter()
                 try:
                     status, _ = await read_response(reader)
                 except (asyncio.IncompleteReadError, ConnectionError):
@@ -109,7 +111,7 @@ async def pace(mode: str, url: str, rate: float, seconds: float, args: list[str]
                     reader, writer = await asyncio.open_connection(host, port)
                 statuses[status] = statuses.get(status, 0) + 1
                 latencies.append(time.perf_counter() - at)
-                samples.append((at + epoch_offset, latencies[-1]))
+                samples.append((at + epoch_offset, latencies[-1], sent_at - at))
         finally:
             writer.close()
 
@@ -131,7 +133,7 @@ async def pace(mode: str, url: str, rate: float, seconds: float, args: list[str]
     elapsed = time.perf_counter() - begin
     if os.environ.get("PACER_SAMPLES"):
         with open(os.environ["PACER_SAMPLES"], "w") as f:  # noqa: ASYNC230 (once, after the run)
-            f.writelines(f"{due:.4f} {1000 * latency:.3f}\n" for due, latency in samples)
+            f.writelines(f"{due:.4f} {1000 * latency:.3f} {1000 * late:.3f}\n" for due, latency, late in samples)
     latencies.sort()
     return {
         "sent": sent,

@@ -26,6 +26,12 @@ class RememberingPartitioner:
         return all_partitions[(self._hash(key) & 0x7FFFFFFF) % len(all_partitions)]
 
 
+# A partition's batch, up to. aiokafka sends a node one batch per partition per request and waits for the
+# answer: at its default (16 KiB) a burst of a thousand events took several round trips in turn, each a
+# request for the broker and a fetch for every consumer. Below the broker's message.max.bytes (1 MiB).
+MAX_BATCH_BYTES = 256 * 1024
+
+
 def idempotent_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     """acks=all and idempotence: a retried send never writes a message twice or out of order."""
     return AIOKafkaProducer(
@@ -35,6 +41,7 @@ def idempotent_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
+        max_batch_size=MAX_BATCH_BYTES,
         request_timeout_ms=15000,
         retry_backoff_ms=200,
         metadata_max_age_ms=60000,

@@ -63,7 +63,7 @@ def _phases(samples: Path, first: float, gone: float, relayed: float, consumed: 
         "consuming": (relayed, consumed),
         "after": (consumed, float("inf")),
     }
-    rows = [tuple(map(float, line.split())) for line in samples.read_text().splitlines()]
+    rows = [tuple(map(float, line.split()[:2])) for line in samples.read_text().splitlines()]
     out: dict[str, float | None] = {}
     for name, (start, end) in bounds.items():
         values = sorted(ms for due, ms in rows if start <= due < end)
@@ -143,6 +143,7 @@ async def run(b: Bench) -> list[Result]:
                     profiled(keys.pid, "reaper-keys"),
                     profiled(relay.pid, "reaper-relay"),
                     profiled(reaper.pid, "reaper-reaper"),
+                    profiled(notifier.pid, "reaper-notifier"),
                 ):
                     deadline = time.monotonic() + 300
                     # EXISTS, not count(*): counting a hundred thousand rows ten times a second was itself

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from services.reaper.client import KeysClient
 from services.reaper.config import Settings
-from services.reaper.handlers import HandlerContext, dispatcher
+from services.reaper.handlers import HANDLED_TYPES, HandlerContext, dispatcher
 from services.reaper.metrics import OLDEST_EXPIRED_AGE
 from services.reaper.repository import Schedule
 from services.reaper.service import Reaper
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             group_id=cfg.reaper_consumer_group,
             client_id=f"reaper-{socket.gethostname()}-{os.getpid()}",
             handle=dispatcher(HandlerContext(schedule, reaper)),
+            types=HANDLED_TYPES,
         )
         app.state.settings, app.state.pool, app.state.keys, app.state.reaper = cfg, pool, keys, reaper
         tasks = [

@@ -21,9 +21,6 @@ class Schedule:
             expires_at,
         )
 
-    async def forget(self, key_id: UUID) -> None:
-        await self.pool.execute("DELETE FROM reaper.schedule WHERE key_id = $1", key_id)
-
     async def next_expiry(self) -> datetime | None:
         return await self.pool.fetchval("SELECT min(expires_at) FROM reaper.schedule")
 

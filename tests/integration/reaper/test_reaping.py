@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from tests.fixtures.random_refs import key_name
 from tests.integration.reaper.conftest import (
     StartReaper,
     deletions,
+    eventually,
     lateness,
     metric,
     remaining,
@@ -88,24 +90,46 @@ async def test_keys_inserted_without_any_event_are_still_deleted_within_the_inte
     assert await pool.fetchval("SELECT count(*) FROM reaper.schedule WHERE key_id = ANY($1)", already + soon) == 0
 
 
-async def test_the_schedule_follows_created_and_deleted_events(reaper, as_admin, tenant: Tenant, pool: asyncpg.Pool):
+async def test_the_schedule_follows_created_events_and_keeps_a_deleted_keys_entry_until_its_expiry(
+    reaper, as_admin, tenant: Tenant, pool: asyncpg.Pool
+):
     key = await create_key(as_admin, tenant)
+    key_id = UUID(key["id"])
+    expires_at = key["expires_at"].replace("Z", "+00:00")
 
-    async def scheduled():
-        return await pool.fetchval("SELECT expires_at FROM reaper.schedule WHERE key_id = $1", UUID(key["id"]))
+    async def scheduled() -> str | None:
+        at = await pool.fetchval("SELECT expires_at FROM reaper.schedule WHERE key_id = $1", key_id)
+        return at and at.isoformat()
 
-    for _ in range(200):
-        if await scheduled() is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert (await scheduled()).isoformat() == key["expires_at"].replace("Z", "+00:00")
+    async def passed_over() -> float:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"{reaper.url}/metrics")).text
+        return sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("keyward_events_passed_over_total{") and '"io.keyward.apikey.deleted.v1"' in line
+        )
+
+    await eventually(lambda: _equals(scheduled(), expires_at), timeout=10)
+    before = await passed_over()
     response = await as_admin(tenant.admins[0]).delete(f"/v1/keys/{key['id']}")
     assert response.status_code == 204
-    for _ in range(200):
-        if await scheduled() is None:
-            break
-        await asyncio.sleep(0.05)
-    assert await scheduled() is None
+    # The `deleted` event is read and passed over, undecoded: the entry stays...
+    await eventually(lambda: _above(passed_over(), before), timeout=10)
+    assert await scheduled() == expires_at
+    # ...until its expiry, when a pass finds nothing to delete and drops it.
+    await pool.execute(
+        "UPDATE reaper.schedule SET expires_at = now() + interval '0.2 seconds' WHERE key_id = $1", key_id
+    )
+    await eventually(lambda: _equals(scheduled(), None), timeout=INTERVAL + SLACK + 0.2)
+
+
+async def _equals(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
+
+
+async def _above(value: Awaitable[float], floor: float) -> bool:
+    return await value > floor
 
 
 async def test_a_reaped_key_is_gone_and_only_its_audit_remembers_that_it_existed(

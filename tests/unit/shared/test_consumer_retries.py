@@ -1,10 +1,10 @@
 import dataclasses
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import REGISTRY
 
 from shared.consumer import EventConsumer
-from shared.events import CloudEvent, KeyDeleted, encode
+from shared.events import CloudEvent, KeyCreated, KeyDeleted, encode
 from tests.fixtures.events import detached_key_fields
 
 
@@ -106,3 +106,44 @@ async def test_a_batch_that_fails_or_holds_a_stranger_is_left_to_the_one_by_one_
     assert await consumer._process_many([record(events[1]), stranger]) is False
     assert calls == [2], "a batch with a message that is not an event is not offered at once"
     assert consumed("fallback-test") == before
+
+
+def passed_over(group: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "keyward_events_passed_over_total", {"group": group, "type": "io.keyward.apikey.deleted.v1"}
+        )
+        or 0.0
+    )
+
+
+async def test_a_consumer_of_some_types_passes_the_others_over_undecoded_and_moves_past_them():
+    created = CloudEvent.of(KeyCreated(**detached_key_fields()))
+    deleted = CloudEvent.of(KeyDeleted(**detached_key_fields(), reason="expired", deleted_by="system"))
+    # A deleted event whose body is not even JSON: passed over by its header, it is never decoded.
+    garbled = dataclasses.replace(record(deleted), value=b"not json")
+    stranger = dataclasses.replace(record(created), headers=(("ce_type", b"io.example.other.v1"),))
+    messages = [
+        dataclasses.replace(m, offset=n)
+        for n, m in enumerate([record(deleted), record(created), garbled, stranger, record(deleted)])
+    ]
+    seen: list[str] = []
+    dead: list[int] = []
+
+    async def handle(received: CloudEvent) -> None:
+        seen.append(received.id)
+
+    consumer = EventConsumer(
+        bootstrap="127.0.0.1:1", topic="t", group_id="types-test", client_id="c", handle=handle, types={KeyCreated.type}
+    )
+
+    async def dead_letter(message: ConsumerRecord, error: Exception) -> None:
+        dead.append(message.offset)
+
+    consumer._dead_letter = dead_letter  # type: ignore[method-assign]
+    tp = TopicPartition("t", 0)
+    await consumer._process_partition(tp, messages)
+    assert seen == [created.id]
+    assert dead == [3], "a message of an unknown type is still judged, and dead-lettered"
+    assert passed_over("types-test") == 3
+    assert consumer._handled == {tp: 5}
