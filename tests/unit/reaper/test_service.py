@@ -18,10 +18,12 @@ class FakeKeys:
         self.batches = batches
         self.limit = limit
         self.reap_calls = 0
+        self.status_calls = 0
         self.in_flight = 0
         self.most_in_flight = 0
 
     async def expiry_status(self) -> ExpiryStatus:
+        self.status_calls += 1
         return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
 
     async def reap(self, limit: int) -> ReapResult:
@@ -53,6 +55,17 @@ def status(
     oldest: datetime | None = None, upcoming: datetime | None = None, now: datetime = T0, expired: int = 0
 ) -> ExpiryStatus:
     return ExpiryStatus(oldest_expired_at=oldest, next_expiry_at=upcoming, now=now, expired=expired)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
 
 
 def reaper(keys: FakeKeys, schedule: FakeSchedule | None = None, **kwargs) -> Reaper:
@@ -180,6 +193,29 @@ async def test_a_small_backlog_is_one_call_and_the_next_pass_counts_what_expired
     keys = FakeKeys([status(oldest=T0, expired=5), after], [10] * 20 + [3], limit=10)
     await reaper(keys).run_pass()
     assert keys.reap_calls == 21 + 2
+
+
+async def test_a_pass_right_after_one_that_left_a_backlog_starts_from_its_status_without_asking_again():
+    clock = FakeClock()
+    left = status(oldest=T0, expired=50_000, now=T0 + timedelta(seconds=2))
+    keys = FakeKeys([status(oldest=T0, expired=100_000), left, status(oldest=T0, expired=45_000)], [], limit=10)
+    schedule = FakeSchedule()
+    r = reaper(keys, schedule, clock=clock)
+    await r.run_pass()
+    assert keys.status_calls == 2  # at its start and at its end
+    clock.advance(MIN_PAUSE.total_seconds())
+    await r.run_pass()
+    assert keys.status_calls == 3, "the next pass starts from the last status"
+    assert schedule.forgotten_until[-1] == left.now + MIN_PAUSE, "brought forward by the time since"
+    # Later than STATUS_REUSE_SECONDS, or after a pass that left nothing expired, a pass asks.
+    clock.advance(service.STATUS_REUSE_SECONDS + 0.01)
+    await r.run_pass()
+    assert keys.status_calls == 5
+    keys = FakeKeys([status(upcoming=T0 + timedelta(seconds=1))], [], limit=10)
+    r = reaper(keys, clock=clock)
+    await r.run_pass()
+    await r.run_pass()
+    assert keys.status_calls == 2
 
 
 async def test_without_a_rate_limit_batches_follow_each_other_at_once():
