@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.producer.message_accumulator import BatchBuilder
 from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, wait_exponential
 
 from services.keys import repository
@@ -21,7 +23,7 @@ from services.keys.metrics import (
     RELAY_LEADER,
     RELAY_PUBLISHED,
 )
-from shared.kafka import idempotent_producer
+from shared.kafka import RememberingPartitioner, idempotent_producer
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class OutboxRelay:
         self.retention_seconds = retention_seconds
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        self._partitioner = RememberingPartitioner()
 
     async def run(self) -> None:
         """Runs until cancelled, surviving database and Kafka outages."""
@@ -80,9 +83,7 @@ class OutboxRelay:
                 if conn.is_closed():
                     raise ConnectionError("lost the relay's lock connection")
                 self._wake.clear()
-                # Stop at once if the lock's connection died: another replica may be relaying by now.
-                while not conn.is_closed() and await self._publish_batch():
-                    pass
+                await self._publish_all(conn)
                 now = asyncio.get_running_loop().time()
                 if now - last_purge > 300:
                     async with self.pool.acquire() as c:
@@ -95,28 +96,73 @@ class OutboxRelay:
             if not conn.is_closed():
                 await conn.close(timeout=2)
 
-    async def _publish_batch(self) -> bool:
-        """Publishes the oldest unsent events; True when there may be more."""
-        async with self.pool.acquire() as conn:
-            rows = await repository.unsent_events(conn, BATCH)
-        if not rows:
-            return False
+    async def _publish_all(self, lock: asyncpg.Connection) -> None:
+        """Publishes every unsent event, a batch at a time, and marks each batch sent once Kafka has it.
+
+        While Kafka acknowledges one batch, the next is read and queued behind it, in order: waiting for the
+        database and for Kafka in turn left the relay idle half the time (with 256 KiB producer batches a bare
+        producer went 2.7 times as fast as the relay). Stops at once if the lock's connection died: another
+        replica may be relaying by now.
+        """
+        confirming: asyncio.Task[None] | None = None
+        in_flight: list[int] = []
+        try:
+            while not lock.is_closed():
+                async with self.pool.acquire() as conn:
+                    rows = await repository.unsent_events(conn, BATCH, in_flight)
+                if not rows:
+                    break
+                deliveries = await self._send(rows)
+                if confirming is not None:
+                    await confirming  # the batch before is marked first
+                confirming = asyncio.create_task(self._confirm(rows, deliveries))
+                in_flight = [row["id"] for row in rows]
+                if len(rows) < BATCH:
+                    break
+            if confirming is not None:
+                await confirming
+        finally:
+            if confirming is not None and not confirming.done():
+                confirming.cancel()  # its events stay unsent, and go again: delivery is at-least-once
+                with contextlib.suppress(BaseException):
+                    await confirming
+
+    async def _send(self, rows: list[asyncpg.Record]) -> list[asyncio.Future[object]]:
+        """Queues the events in order, in one producer batch per partition (more when one fills up); each
+        future resolves when Kafka has acknowledged its batch.
+
+        Batches, not a send() per event: a send costs a future and a pass through the producer's accumulator
+        for every event, most of the relay's CPU in a burst. Partitions are chosen as send() would.
+        """
         producer = await self._ensure_producer()
-        # send() queues in order; awaiting every delivery future means Kafka acknowledged them all. It
-        # rarely suspends, so the loop yields every YIELD_EVERY messages: a batch of 2,000 sent at once
-        # held the event loop, and with it the service's verify requests, for about 100 ms.
-        deliveries = []
+        deliveries: list[asyncio.Future[object]] = []
+        batches: dict[tuple[str, int], BatchBuilder] = {}
+        partitions: dict[str, list[int]] = {}
         for n, row in enumerate(rows, 1):
-            deliveries.append(
-                await producer.send(
-                    row["topic"],
-                    value=row["payload"],
-                    key=row["message_key"],
-                    headers=[(name, value.encode()) for name, value in row["headers"]],
-                )
-            )
+            topic = row["topic"]
+            if topic not in partitions:
+                partitions[topic] = sorted(await producer.partitions_for(topic))
+            partition = self._partitioner(row["message_key"], partitions[topic], partitions[topic])
+            record = {
+                "key": row["message_key"],
+                "value": row["payload"],
+                "timestamp": None,
+                "headers": [(name, value.encode()) for name, value in row["headers"]],
+            }
+            batch = batches.get((topic, partition))
+            if batch is None or batch.append(**record) is None:
+                if batch is not None:  # full: it goes, and a new one starts
+                    deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = batches[(topic, partition)] = producer.create_batch()
+                if batch.append(**record) is None:
+                    raise MessageSizeTooLargeError(f"outbox event {row['id']} does not fit in a producer batch")
             if n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
+        for (topic, partition), batch in batches.items():
+            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+        return deliveries
+
+    async def _confirm(self, rows: list[asyncpg.Record], deliveries: list[asyncio.Future[object]]) -> None:
         await asyncio.gather(*deliveries)
         async with self.pool.acquire() as conn:
             await repository.mark_sent(conn, [row["id"] for row in rows])
@@ -126,7 +172,6 @@ class OutboxRelay:
             if n % (4 * YIELD_EVERY) == 0:
                 await asyncio.sleep(0)
         RELAY_PUBLISHED.inc(len(rows))
-        return len(rows) == BATCH
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:

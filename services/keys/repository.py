@@ -311,13 +311,15 @@ async def announce_expiring(conn: asyncpg.Connection, thresholds: list[int], lim
     )
 
 
-async def unsent_events(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+async def unsent_events(conn: asyncpg.Connection, limit: int, in_flight: Sequence[int] = ()) -> list[asyncpg.Record]:
+    """The oldest unsent events but those `in_flight` (queued for Kafka, not yet marked sent)."""
     return await conn.fetch(
         """
         SELECT id, topic, message_key, headers, payload, created_at FROM keys.outbox
-        WHERE sent_at IS NULL ORDER BY id LIMIT $1
+        WHERE sent_at IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1
         """,
         limit,
+        list(in_flight),
     )
 
 

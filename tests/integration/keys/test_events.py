@@ -3,10 +3,16 @@
 import asyncio
 import json
 from collections import Counter
+from uuid import uuid4
 
-from services.keys import expiry
-from services.keys.relay import RELAY_LOCK, OutboxRelay
+from aiokafka import AIOKafkaConsumer
+
+from services.keys import expiry, repository
+from services.keys.relay import BATCH, RELAY_LOCK, OutboxRelay
+from shared.events import CloudEvent, KeyCreated
+from shared.kafka import ensure_topics
 from tests.fixtures.directory import Tenant
+from tests.fixtures.events import detached_key_fields
 from tests.integration.keys.test_keys_api import create
 
 DAY = 86400
@@ -148,3 +154,45 @@ async def test_a_lone_relay_whose_lock_connection_is_killed_relays_again_within_
     await asyncio.sleep(0.5)
     after = await create(admin, tenant.id)
     await event_log.wait_for(lambda _: event_log.about(after["id"]), timeout=8)
+
+
+async def test_a_backlog_of_several_batches_is_published_once_in_order_and_marked_sent(pool, settings):
+    """The relay reads a batch while Kafka acknowledges the one before: none may be read twice or overtake."""
+    topic = f"apikeys.lifecycle.test-relay-{uuid4().hex[:10]}"
+    await ensure_topics(settings.kafka_bootstrap_servers, {topic: 3})
+    events = [CloudEvent.of(KeyCreated(**detached_key_fields())) for _ in range(BATCH * 5 // 2)]
+    async with pool.acquire() as conn, conn.transaction():
+        await repository.add_events(conn, topic, events)
+    relay = OutboxRelay(
+        pool,
+        settings.database_url,
+        settings.kafka_bootstrap_servers,
+        client_id="test-relay-order",
+        retention_seconds=60,
+    )
+    task = asyncio.create_task(relay.run())
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    received: dict[int, list[str]] = {}
+    try:
+        async with asyncio.timeout(60):
+            while sum(map(len, received.values())) < len(events):
+                for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
+                    received.setdefault(tp.partition, []).extend(dict(m.headers)["ce_id"].decode() for m in messages)
+        await asyncio.sleep(0.5)  # a duplicate would arrive meanwhile
+        for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
+            received.setdefault(tp.partition, []).extend(dict(m.headers)["ce_id"].decode() for m in messages)
+        unsent = await pool.fetchval("SELECT count(*) FROM keys.outbox WHERE topic = $1 AND sent_at IS NULL", topic)
+    finally:
+        await consumer.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await relay.close()
+    order = {e.id: n for n, e in enumerate(events)}
+    published = [ce_id for ids in received.values() for ce_id in ids]
+    assert sorted(published, key=order.__getitem__) == [e.id for e in events], "each event once"
+    for ids in received.values():
+        assert ids == sorted(ids, key=order.__getitem__), "a partition keeps the outbox's order"
+    assert unsent == 0
