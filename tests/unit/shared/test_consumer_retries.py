@@ -25,13 +25,12 @@ def record(event: CloudEvent) -> ConsumerRecord:
     )
 
 
+def deletions_counted(group: str, metric: str = "keyward_events_consumed_total") -> float:
+    return REGISTRY.get_sample_value(metric, {"group": group, "type": "io.keyward.apikey.deleted.v1"}) or 0.0
+
+
 def consumed(group: str) -> float:
-    return (
-        REGISTRY.get_sample_value(
-            "keyward_events_consumed_total", {"group": group, "type": "io.keyward.apikey.deleted.v1"}
-        )
-        or 0.0
-    )
+    return deletions_counted(group)
 
 
 async def test_an_event_whose_handling_fails_for_now_is_handled_again_until_it_succeeds():
@@ -108,15 +107,6 @@ async def test_a_batch_that_fails_or_holds_a_stranger_is_left_to_the_one_by_one_
     assert consumed("fallback-test") == before
 
 
-def passed_over(group: str) -> float:
-    return (
-        REGISTRY.get_sample_value(
-            "keyward_events_passed_over_total", {"group": group, "type": "io.keyward.apikey.deleted.v1"}
-        )
-        or 0.0
-    )
-
-
 async def test_a_consumer_of_some_types_passes_the_others_over_undecoded_and_moves_past_them():
     created = CloudEvent.of(KeyCreated(**detached_key_fields()))
     deleted = CloudEvent.of(KeyDeleted(**detached_key_fields(), reason="expired", deleted_by="system"))
@@ -145,5 +135,5 @@ async def test_a_consumer_of_some_types_passes_the_others_over_undecoded_and_mov
     await consumer._process_partition(tp, messages)
     assert seen == [created.id]
     assert dead == [3], "a message of an unknown type is still judged, and dead-lettered"
-    assert passed_over("types-test") == 3
+    assert deletions_counted("types-test", "keyward_events_passed_over_total") == 3
     assert consumer._handled == {tp: 5}
