@@ -158,6 +158,8 @@ class OutboxRelay:
                 batch = batches[(topic, partition)] = producer.create_batch()
                 if batch.append(**record) is None:
                     raise MessageSizeTooLargeError(f"outbox event {row['id']} does not fit in a producer batch")
+            # Nothing here suspends: without a yield, a batch held the event loop (shared with verify when the
+            # relay runs inside the keys service) for as long as it took to queue.
             if n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
         for (topic, partition), batch in batches.items():
