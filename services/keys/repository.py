@@ -311,7 +311,7 @@ async def announce_expiring(conn: asyncpg.Connection, thresholds: list[int], lim
     )
 
 
-async def unsent_events(conn: asyncpg.Connection, limit: int, in_flight: Sequence[int] = ()) -> list[asyncpg.Record]:
+async def unsent_events(conn: asyncpg.Connection, limit: int, in_flight: Sequence[int]) -> list[asyncpg.Record]:
     """The oldest unsent events but those `in_flight` (queued for Kafka, not yet marked sent)."""
     return await conn.fetch(
         """

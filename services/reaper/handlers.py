@@ -1,6 +1,6 @@
 """Lifecycle event handlers: keep the schedule of expiries that tells the reaper when to wake.
 
-The handler is idempotent and keyed by key id, and a partition replays in order, so a redelivered event
+`schedule_expiry` is idempotent and keyed by key id, and a partition replays in order, so a redelivered event
 changes nothing: no table of seen `ce_id`s is needed. A missed or late event only costs precision; each
 pass asks the keys service what has really expired.
 
@@ -29,21 +29,15 @@ async def schedule_expiry(event: CloudEvent, ctx: HandlerContext) -> None:
     ctx.reaper.expiry_known(event.data.expires_at)
 
 
-Handler = Callable[[CloudEvent, HandlerContext], Awaitable[None]]
-
 # Each carries the key's expiry, so a missed `created` is healed by a later event.
-EVENT_HANDLERS: dict[type[KeyEventData], list[Handler]] = {
-    KeyCreated: [schedule_expiry],
-    KeyUpdated: [schedule_expiry],
-    KeyExpiring: [schedule_expiry],
-}
+SCHEDULING: tuple[type[KeyEventData], ...] = (KeyCreated, KeyUpdated, KeyExpiring)
 # The types the consumer decodes; it passes over the others.
-HANDLED_TYPES = frozenset(model.type for model in EVENT_HANDLERS)
+HANDLED_TYPES = frozenset(model.type for model in SCHEDULING)
 
 
 def dispatcher(ctx: HandlerContext) -> Callable[[CloudEvent], Awaitable[None]]:
     async def handle(event: CloudEvent) -> None:
-        for handler in EVENT_HANDLERS.get(type(event.data), []):
-            await handler(event, ctx)
+        if isinstance(event.data, SCHEDULING):
+            await schedule_expiry(event, ctx)
 
     return handle
