@@ -30,7 +30,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, **kwargs: object) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
-        min_size=min_size,
+        min_size=min(min_size, max_size),
         max_size=max_size,
         init=_init_connection,
         reset=_keep_session,

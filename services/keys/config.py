@@ -13,7 +13,7 @@ class RelaySettings(ServiceSettings):
 
     relay_port: int = 8091
     outbox_retention: Duration = timedelta(days=7)
-    relay_db_pool_size: int = 4
+    relay_db_pool_size: int = Field(default=4, ge=1)
 
 
 class Settings(ServiceSettings):
@@ -30,7 +30,7 @@ class Settings(ServiceSettings):
     usage_flush_interval: Duration = timedelta(seconds=5)
     outbox_retention: Duration = timedelta(days=7)
     max_body_bytes: int = 64 * 1024
-    db_pool_size: int = 20
+    db_pool_size: int = Field(default=20, ge=1)
     # Services (names in SERVICE_TOKENS) allowed to delete expired keys.
     reaper_services: Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_names)] = ("reaper",)
 

@@ -1,16 +1,14 @@
 """HTTP routes of the keys service: parse, authorize, call the service layer, shape the answer."""
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 from uuid import UUID
 
-import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from services.keys import repository, service
 from services.keys.auth import KeyManager, Service
-from services.keys.context import KeysContext
+from services.keys.dependencies import Conn, Ctx
 from services.keys.schemas import (
     SORT_ALIASES,
     BulkDelete,
@@ -33,18 +31,6 @@ from shared.errors import ApiError
 # the figure is worth.
 EXPIRED_COUNT_CAP = 1_000_000
 
-
-async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    async with request.app.state.pool.acquire() as conn:
-        yield conn
-
-
-async def keys_context(request: Request) -> KeysContext:
-    return request.app.state.keys
-
-
-Conn = Annotated[asyncpg.Connection, Depends(connection)]
-Ctx = Annotated[KeysContext, Depends(keys_context)]
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
@@ -103,9 +89,9 @@ async def list_keys(actor: KeyManager, conn: Conn, query: Listing) -> Response:
 
 
 @router.get("/export.csv")
-async def export_keys(request: Request, actor: KeyManager, ctx: Ctx, query: Listing) -> StreamingResponse:
+async def export_keys(actor: KeyManager, conn: Conn, ctx: Ctx, query: Listing) -> StreamingResponse:
     """Every key the list shows for this filter, with the full key, as a streamed CSV."""
-    body = await service.export_keys(request.app.state.pool, ctx, actor, query)
+    body = await service.export_keys(conn, ctx, actor, query)
     return StreamingResponse(
         body,
         media_type="text/csv; charset=utf-8",

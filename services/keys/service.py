@@ -187,15 +187,19 @@ async def list_keys(conn: asyncpg.Connection, actor: Actor, query: ListQuery) ->
     return orjson.dumps(body, default=str, option=orjson.OPT_UTC_Z)
 
 
-async def export_keys(pool: asyncpg.Pool, ctx: KeysContext, actor: Actor, query: ListQuery) -> AsyncIterator[bytes]:
-    """Checks reach and audits before the first byte; then streams rows from one server-side cursor."""
-    async with pool.acquire() as conn:
-        subtree = await _subtree(conn, actor, query.organization_id)
-        details = {"organization_id": str(query.organization_id) if query.organization_id else None, "q": query.q}
-        await repository.audit(conn, actor.username, "export", details=details)
+async def export_keys(
+    conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, query: ListQuery
+) -> AsyncIterator[bytes]:
+    """Checks reach and audits before the first byte; then streams rows from one server-side cursor.
+
+    `conn` must stay the caller's until the stream ends: the route's connection does (FastAPI releases
+    it after the response is sent)."""
+    subtree = await _subtree(conn, actor, query.organization_id)
+    details = {"organization_id": str(query.organization_id) if query.organization_id else None, "q": query.q}
+    await repository.audit(conn, actor.username, "export", details=details)
 
     async def body() -> AsyncIterator[bytes]:
-        async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        async with conn.transaction(readonly=True, isolation="repeatable_read"):
             rows = repository.export_rows(
                 conn,
                 subtree=subtree,

@@ -48,7 +48,7 @@ class Settings(ServiceSettings):
     processed_events_retention: Duration = timedelta(days=7)
     # A folder whose templates override the built-in ones (branding), file by file.
     notifier_templates_dir: Path | None = None
-    db_pool_size: int = 10
+    db_pool_size: int = Field(default=10, ge=1)
 
     # Secrets: no defaults.
     service_tokens: str

@@ -26,7 +26,7 @@ class Settings(ServiceSettings):
     reaper_service_name: str = "reaper"
     reaper_consumer_group: str = "reaper"
     keys_timeout: Duration = timedelta(seconds=60)
-    db_pool_size: int = 5
+    db_pool_size: int = Field(default=5, ge=1)
 
     # Secrets: no defaults.
     service_tokens: str

@@ -5,9 +5,9 @@ from uuid import UUID
 from fastapi import APIRouter
 
 from services.keys.auth import CurrentActor, Service
+from services.keys.dependencies import Conn
 from services.keys.directory import repository, service
 from services.keys.directory.schemas import Administrator, AdministratorCreate, Organization, OrganizationCreate
-from services.keys.endpoints import Conn
 from shared.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["directory"])

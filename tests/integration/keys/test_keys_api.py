@@ -1,11 +1,17 @@
+import asyncio
 import csv
 import io
 
 import asyncpg
+import httpx
+from asgi_lifespan import LifespanManager
 
 from services.keys import keyformat
+from services.keys.app import create_app
+from shared.auth import parse_service_tokens
 from tests.fixtures.directory import Tenant
 from tests.fixtures.random_refs import key_name
+from tests.integration.conftest import Caller
 
 
 async def create(caller, org_id, name=None):
@@ -148,3 +154,27 @@ async def test_the_export_has_every_listed_key_with_the_full_key_and_neutralised
         )
         == 1
     )
+
+
+async def test_each_call_holds_one_pooled_connection_at_a_time(settings, tenant: Tenant):
+    """With a pool of one, a second acquire inside a request would wait for itself: every call must finish.
+    The export streams on the connection its authorization used."""
+    app = create_app(settings.model_copy(update={"db_pool_size": 1}), workers=False)
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://keys") as client:
+            token = parse_service_tokens(settings.service_tokens)["gateway"]
+            admin = Caller(client, tenant.admins[0], settings.acting_admin_secret, token)
+            org = str(tenant.orgs["org-1"])
+
+            async def calls() -> list[int]:
+                created = await create(admin, org)
+                answers = [
+                    await admin.get("/v1/keys", params={"organization_id": org}),
+                    await admin.get("/v1/keys/export.csv", params={"organization_id": org}),
+                    await admin.get(f"/v1/keys/{created['id']}"),
+                    await admin.get("/v1/organizations"),
+                ]
+                return [a.status_code for a in answers]
+
+            assert await asyncio.wait_for(calls(), timeout=20) == [200, 200, 200, 200]
