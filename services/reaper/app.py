@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             concurrency=cfg.reaper_concurrency,
             max_rate=cfg.reaper_max_rate,
             spread=cfg.spread,
+            paced_batch_size=cfg.reaper_paced_batch_size,
         )
         OLDEST_EXPIRED_AGE.set_function(reaper.oldest_expired_age)
         consumer = EventConsumer(

@@ -17,11 +17,12 @@ def test_the_interval_and_batch_size_come_from_the_environment(monkeypatch):
     assert settings.port == 8083
 
 
-def test_the_defaults_are_a_minute_and_a_thousand_keys_a_batch(monkeypatch):
-    for name in ("REAPER_INTERVAL", "REAPER_BATCH_SIZE", "KEYS_URL"):
+def test_the_defaults_are_a_minute_and_a_thousand_keys_a_batch_two_hundred_paced(monkeypatch):
+    for name in ("REAPER_INTERVAL", "REAPER_BATCH_SIZE", "REAPER_PACED_BATCH_SIZE", "KEYS_URL"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(service_tokens=TOKENS)
     assert (settings.reaper_interval, settings.reaper_batch_size) == (timedelta(seconds=60), 1000)
+    assert settings.reaper_paced_batch_size == 200
     assert settings.keys_url == "http://127.0.0.1:8081"
 
 
@@ -42,10 +43,11 @@ def test_a_spread_that_is_not_a_duration_is_refused_at_start(value, monkeypatch)
         Settings(service_tokens=TOKENS)
 
 
+@pytest.mark.parametrize("name", ["REAPER_BATCH_SIZE", "REAPER_PACED_BATCH_SIZE"])
 @pytest.mark.parametrize("value", ["0", "5001"])
-def test_a_batch_size_the_keys_service_would_refuse_is_refused_at_start(value, monkeypatch):
-    monkeypatch.setenv("REAPER_BATCH_SIZE", value)
-    with pytest.raises(ValidationError):
+def test_a_batch_size_the_keys_service_would_refuse_is_refused_at_start(name, value, monkeypatch):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.lower()):
         Settings(service_tokens=TOKENS)
 
 

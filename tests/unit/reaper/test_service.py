@@ -18,6 +18,7 @@ class FakeKeys:
         self.batches = batches
         self.limit = limit
         self.reap_calls = 0
+        self.limits: set[int] = set()
         self.status_calls = 0
         self.in_flight = 0
         self.most_in_flight = 0
@@ -28,6 +29,7 @@ class FakeKeys:
 
     async def reap(self, limit: int) -> ReapResult:
         self.reap_calls += 1
+        self.limits.add(limit)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         await asyncio.sleep(0.001)
@@ -113,6 +115,18 @@ async def test_full_batches_are_drained_by_several_callers_at_once():
     assert keys.most_in_flight == 3
     # Each of the three callers stops at its first short (or empty) batch.
     assert keys.reap_calls == 23
+
+
+async def test_a_paced_pass_calls_with_the_paced_batch_and_an_unpaced_one_with_the_full_batch():
+    loop = asyncio.get_running_loop()
+    paced = FakeKeys([status(oldest=T0), status()], [4] * 9 + [1], limit=4)
+    # 400 keys a second in batches of 4: a batch every 10 ms.
+    r = reaper(paced, batch_size=10, paced_batch_size=4, concurrency=2, max_rate=400, clock=loop.time)
+    assert await r.reap_all() == 37
+    assert paced.limits == {4}
+    unpaced = FakeKeys([status(oldest=T0), status()], [10] * 3 + [2], limit=10)
+    assert await reaper(unpaced, batch_size=10, paced_batch_size=4, concurrency=2).reap_all() == 32
+    assert unpaced.limits == {10}
 
 
 async def test_a_rate_limit_spaces_the_batches_of_all_callers():
