@@ -93,6 +93,13 @@ class Caller:
     secret: str
     token: str
 
+    @classmethod
+    def gateway(cls, client: httpx.AsyncClient, settings: Settings, username: str | None) -> "Caller":
+        """With the gateway's service token and acting-administrator secret from `settings`."""
+        return cls(
+            client, username, settings.acting_admin_secret, parse_service_tokens(settings.service_tokens)["gateway"]
+        )
+
     def headers(self) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.token}"}
         if self.username:
@@ -127,8 +134,7 @@ async def http(keys_app: object) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="session")
 def as_admin(http: httpx.AsyncClient, settings: Settings) -> Callable[[str | None], Caller]:
-    token = parse_service_tokens(settings.service_tokens)["gateway"]
-    return lambda username: Caller(http, username, settings.acting_admin_secret, token)
+    return lambda username: Caller.gateway(http, settings, username)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from asgi_lifespan import LifespanManager
 
 from services.keys import keyformat
 from services.keys.app import create_app
-from shared.auth import parse_service_tokens
 from tests.fixtures.directory import Tenant
 from tests.fixtures.random_refs import key_name
 from tests.integration.conftest import Caller
@@ -163,8 +162,7 @@ async def test_each_call_holds_one_pooled_connection_at_a_time(settings, tenant:
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://keys") as client:
-            token = parse_service_tokens(settings.service_tokens)["gateway"]
-            admin = Caller(client, tenant.admins[0], settings.acting_admin_secret, token)
+            admin = Caller.gateway(client, settings, tenant.admins[0])
             org = str(tenant.orgs["org-1"])
 
             async def calls() -> list[int]:

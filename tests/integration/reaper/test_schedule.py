@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from services.keys.config import Settings
-from shared.auth import parse_service_tokens
 from shared.kafka import ensure_topics
 from tests.fixtures.directory import Tenant
 from tests.fixtures.processes import ServiceProcess
@@ -50,9 +49,8 @@ async def test_a_created_event_wakes_the_reaper_before_its_interval_is_up(
     # announcing it can change that.
     await eventually(idle, timeout=20)
     await eventually(consuming, timeout=20)  # joined its consumer group and got its partitions
-    token = parse_service_tokens(settings.service_tokens)["gateway"]
     async with httpx.AsyncClient(base_url=short_lived_keys.url) as client:
-        caller = Caller(client, tenant.admins[0], settings.acting_admin_secret, token)
+        caller = Caller.gateway(client, settings, tenant.admins[0])
         response = await caller.post("/v1/keys", json={"name": key_name(), "organization_id": str(tenant.id)})
     assert response.status_code == 201, response.text
     key_id = UUID(response.json()["id"])
