@@ -3,7 +3,13 @@
 A message that is not a lifecycle event, or whose handler raises `PermanentError`, goes to the dead-letter
 topic with the error and its original headers, and consumption goes on. Any other exception is taken as
 transient (database down, say): the same message is retried with backoff, and nothing after it in that
-partition is committed meanwhile.
+partition is committed meanwhile; after `retry_for` (15 minutes) of failures it goes to the dead-letter topic
+too, so one message that never succeeds cannot hold its partition for ever.
+
+A stuck partition shows: `keyward_consumer_last_progress_timestamp_seconds` says when each partition last
+moved past a message, and `keyward_consumer_lag` is brought up to date while a message is retried (not only
+after a batch), so "lag and no progress" is an alert (KeywardConsumerStalled). Every label set an alert reads
+with increase() exists from the start (a counter born at its first increment reads as no increase).
 
 A consumer that handles only some event types names them (`types`): a message of another lifecycle type is
 passed over by its `ce_type` header, undecoded (decoding was a quarter of the reaper's CPU in a burst of
@@ -18,11 +24,20 @@ above: `handle_many` is only ever a shortcut, and must do what `handle` would fo
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Gauge
-from tenacity import AsyncRetrying, before_sleep_log, retry_if_not_exception_type, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    before_sleep_log,
+    retry_if_not_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from shared.events import EVENT_TYPES, CloudEvent, decode
 from shared.events.envelope import InvalidEvent
@@ -36,11 +51,31 @@ PASSED_OVER = Counter(
     "keyward_events_passed_over_total", "Events of a type this consumer does not handle, not decoded", ["group", "type"]
 )
 DEAD_LETTERED = Counter("keyward_events_dead_lettered_total", "Messages sent to the dead-letter topic", ["group"])
+LAST_PROGRESS = Gauge(
+    "keyward_consumer_last_progress_timestamp_seconds",
+    "When this consumer last moved past a message of the partition (handled, passed over or dead-lettered), "
+    "or was given the partition",
+    ["group", "partition"],
+)
+RETRIED = Counter(
+    "keyward_consumer_retries_total", "Handling attempts that failed for now and are tried again", ["group"]
+)
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
 BatchHandler = Callable[[list[CloudEvent]], Awaitable[None]]
 # Messages handled between two commits at most: bounds what a crash makes the group handle again.
 COMMIT_EVERY = 500
+# How long one message's transient failures are retried before it goes to the dead-letter topic. Longer than
+# KeywardConsumerStalled takes to fire (10 minutes), so an operator hears of it first.
+RETRY_FOR_SECONDS = 15 * 60.0
+# On the way out (SIGTERM): the last commit, then each Kafka client's stop, at most this long each. Leaving the
+# group can otherwise wait for a rebalance for a whole session timeout; the group's coordinator notices a member
+# that left without a word anyway.
+COMMIT_ON_STOP_SECONDS = 3.0
+CLIENT_STOP_SECONDS = 3.0
+# The most a consumer's task takes to end once cancelled: part of each pod's shutdown budget (the test that
+# adds it up is tests/integration/deploy/test_shutdown_budget.py).
+STOP_SECONDS = COMMIT_ON_STOP_SECONDS + 2 * CLIENT_STOP_SECONDS
 
 
 class _PerType:
@@ -75,6 +110,7 @@ class EventConsumer:
         handle_many: BatchHandler | None = None,
         types: Collection[str] | None = None,
         dead_letter_topic: str | None = None,
+        retry_for: float = RETRY_FOR_SECONDS,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -85,6 +121,7 @@ class EventConsumer:
         # The event types handled (None: all); see the module's docstring.
         self.types = frozenset(types) if types is not None else None
         self.dead_letter_topic = dead_letter_topic or f"{topic}.dlq"
+        self.retry_for = retry_for
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._handled: dict[TopicPartition, int] = {}
@@ -93,6 +130,10 @@ class EventConsumer:
         # Partitions this process has a lag value for: dropped when they move to another consumer, so a
         # stale value does not stay on the dashboard (and in alerts) after a rebalance.
         self._lag_reported: set[int] = set()
+        self._progress: dict[int, Gauge] = {}
+        # Created now, at 0: the first dead letter is then an increase that alerts, not the birth of a series.
+        DEAD_LETTERED.labels(group_id)
+        RETRIED.labels(group_id)
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -106,7 +147,7 @@ class EventConsumer:
                 try:
                     await self._consume()
                 finally:
-                    await self._commit_handled()
+                    await self._commit_handled(timeout=COMMIT_ON_STOP_SECONDS)
                     await self._close()
 
     async def _consume(self) -> None:
@@ -127,12 +168,13 @@ class EventConsumer:
                 await self._observe_lag(tp)
             self.drop_lag_of_unassigned({tp.partition for tp in self._consumer.assignment()})
 
-    async def _commit_handled(self) -> None:
-        """Commits what was handled; also on the way out (SIGTERM), so a restart replays as little as possible."""
+    async def _commit_handled(self, timeout: float | None = None) -> None:
+        """Commits what was handled; also on the way out (SIGTERM, for up to `timeout`), so a restart replays
+        as little as possible."""
         handled, self._handled = self._handled, {}
         if handled and self._consumer is not None:
             try:
-                await asyncio.shield(self._consumer.commit(handled))
+                await asyncio.wait_for(asyncio.shield(self._consumer.commit(handled)), timeout)
             except Exception:
                 log.warning("could not commit offsets; those events will be handled again", exc_info=True)
 
@@ -141,12 +183,14 @@ class EventConsumer:
         wanted = messages if self.types is None else [m for m in messages if self._wanted(m)]
         if self.handle_many is not None and len(wanted) > 1 and await self._process_many(wanted):
             self._handled[tp] = messages[-1].offset + 1
+            self._progressed(tp.partition)
             return
         offsets = {m.offset for m in wanted}
         for message in messages:
             if message.offset in offsets:
                 await self._process(message)
             self._handled[tp] = message.offset + 1
+        self._progressed(tp.partition)
 
     def _wanted(self, message: ConsumerRecord) -> bool:
         """False (and counted) for a lifecycle event of a type not in `types`, told by its header alone.
@@ -192,17 +236,40 @@ class EventConsumer:
             handled = await self._handle(message, event)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.warning("handling event %s failed; retrying", event.id, exc_info=True)
-            async for attempt in AsyncRetrying(
-                wait=wait_exponential(multiplier=0.2, max=10),
-                retry=retry_if_not_exception_type(asyncio.CancelledError),
-                before_sleep=before_sleep_log(log, logging.WARNING),
-            ):
-                with attempt:
-                    handled = await self._handle(message, event)
+            handled = await self._retry(message, event, exc)
         if handled:
             self._consumed.inc(event.type)
+        self._progressed(message.partition)
+
+    async def _retry(self, message: ConsumerRecord, event: CloudEvent, first: Exception) -> bool:
+        """Tries the event again with backoff for up to `retry_for`, keeping the partition's lag up to date
+        meanwhile; then dead-letters it. True if it was handled in the end."""
+        self._waiting(message)
+        started = time.monotonic()
+
+        def before_sleep(state: RetryCallState) -> None:
+            RETRIED.labels(self.group_id).inc()
+            self._waiting(message)
+            _log_retry(state)
+
+        try:
+            async for attempt in AsyncRetrying(
+                wait=wait_exponential(multiplier=0.2, max=10),
+                stop=stop_after_delay(self.retry_for),
+                retry=retry_if_not_exception_type(asyncio.CancelledError),
+                before_sleep=before_sleep,
+            ):
+                with attempt:
+                    return await self._handle(message, event)
+        except RetryError as exc:
+            last = exc.last_attempt.exception() or first
+            attempts = exc.last_attempt.attempt_number + 1
+            error = f"gave up after {attempts} attempts in {time.monotonic() - started:.0f} s: {last!r}"
+            log.error("event %s: %s; dead-lettering it", event.id, error)
+            await self._dead_letter(message, RuntimeError(error))
+        return False
 
     async def _handle(self, message: ConsumerRecord, event: CloudEvent) -> bool:
         """Hands the event to the handler; False when the handler refused it for good (dead-lettered)."""
@@ -232,13 +299,37 @@ class EventConsumer:
         highwater = self._consumer.highwater(tp)
         if highwater is not None:
             position = await self._consumer.position(tp)
-            CONSUMER_LAG.labels(self.group_id, str(tp.partition)).set(max(0, highwater - position))
-            self._lag_reported.add(tp.partition)
+            self._report_lag(tp.partition, highwater - position)
+
+    def _waiting(self, message: ConsumerRecord) -> None:
+        """The lag of a partition whose message is being retried: from that message to the end."""
+        highwater = None
+        if self._consumer is not None:
+            highwater = self._consumer.highwater(TopicPartition(message.topic, message.partition))
+        if highwater is not None:
+            self._report_lag(message.partition, highwater - message.offset)
+
+    def _report_lag(self, partition: int, lag: int) -> None:
+        CONSUMER_LAG.labels(self.group_id, str(partition)).set(max(0, lag))
+        if partition not in self._lag_reported:
+            # Newly ours: its progress is counted from now, not from whenever another consumer last moved it.
+            self._lag_reported.add(partition)
+            self._progressed(partition)
+
+    def _progressed(self, partition: int) -> None:
+        gauge = self._progress.get(partition)
+        if gauge is None:
+            gauge = self._progress[partition] = LAST_PROGRESS.labels(self.group_id, str(partition))
+        gauge.set(time.time())
 
     def drop_lag_of_unassigned(self, assigned: set[int]) -> None:
-        for partition in self._lag_reported - assigned:
+        """Forgets the lag and progress of partitions that moved to another consumer (a rebalance)."""
+        for partition in (self._lag_reported | set(self._progress)) - assigned:
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self.group_id, str(partition))
+            with contextlib.suppress(KeyError):
+                LAST_PROGRESS.remove(self.group_id, str(partition))
+            self._progress.pop(partition, None)
         self._lag_reported &= assigned
 
     async def _close(self) -> None:
@@ -247,6 +338,9 @@ class EventConsumer:
         for client in (consumer, producer):
             if client is not None:
                 try:
-                    await client.stop()
+                    await asyncio.wait_for(client.stop(), CLIENT_STOP_SECONDS)
                 except Exception:
                     log.debug("client did not stop cleanly", exc_info=True)
+
+
+_log_retry = before_sleep_log(log, logging.WARNING)

@@ -1,5 +1,6 @@
 """PostgreSQL pools and the migration runner shared by every service."""
 
+import asyncio
 import hashlib
 import logging
 from pathlib import Path
@@ -11,6 +12,15 @@ log = logging.getLogger(__name__)
 
 # One lock for every service's migrations: two pods starting at once apply each file once.
 _MIGRATION_LOCK = 0x6B657977  # "keyw"
+# A migration runs beside the previous version's pods (a rolling update). Its ALTER TABLE waiting for a table
+# lock would queue every later query on that table behind it, so it waits at most MIGRATION_LOCK_TIMEOUT for a
+# lock, then gives up (and is tried again, MIGRATION_ATTEMPTS in all, then the init container fails and is
+# restarted); no statement holds its locks longer than MIGRATION_STATEMENT_TIMEOUT. A migration that needs
+# longer (an index on a big table) says so itself: `SET LOCAL statement_timeout = '10min';` at its top.
+MIGRATION_LOCK_TIMEOUT = "3s"
+MIGRATION_STATEMENT_TIMEOUT = "60s"
+MIGRATION_ATTEMPTS = 3
+MIGRATION_RETRY_PAUSE_SECONDS = 2.0
 
 
 def _json_text(value: object) -> str:
@@ -61,6 +71,10 @@ async def migrate(dsn: str, service: str, folder: Path) -> list[str]:
         )
         rows = await conn.fetch("SELECT name, checksum FROM public.schema_migrations WHERE service = $1", service)
         done = {r["name"]: r["checksum"] for r in rows}
+        # Only now: waiting for another pod's migrations (the advisory lock above) is not waiting on live traffic.
+        await conn.execute(
+            f"SET lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'; SET statement_timeout = '{MIGRATION_STATEMENT_TIMEOUT}'"
+        )
         for path in files:
             sql = path.read_text()
             checksum = hashlib.sha256(sql.encode()).hexdigest()
@@ -68,14 +82,34 @@ async def migrate(dsn: str, service: str, folder: Path) -> list[str]:
                 if done[path.name] != checksum:
                     raise RuntimeError(f"migration {service}/{path.name} changed after it was applied")
                 continue
-            async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute(
-                    "INSERT INTO public.schema_migrations (service, name, checksum) VALUES ($1, $2, $3)",
-                    service,
-                    path.name,
-                    checksum,
-                )
+            for attempt in range(1, MIGRATION_ATTEMPTS + 1):
+                try:
+                    async with conn.transaction():
+                        await conn.execute(sql)
+                        await conn.execute(
+                            "INSERT INTO public.schema_migrations (service, name, checksum) VALUES ($1, $2, $3)",
+                            service,
+                            path.name,
+                            checksum,
+                        )
+                    break
+                except asyncpg.exceptions.LockNotAvailableError:
+                    if attempt == MIGRATION_ATTEMPTS:
+                        log.error(
+                            "migration %s/%s waited %s for a lock %d times: a transaction holds it; giving up",
+                            service,
+                            path.name,
+                            MIGRATION_LOCK_TIMEOUT,
+                            attempt,
+                        )
+                        raise
+                    log.warning(
+                        "migration %s/%s: lock not granted within %s; trying again",
+                        service,
+                        path.name,
+                        MIGRATION_LOCK_TIMEOUT,
+                    )
+                    await asyncio.sleep(MIGRATION_RETRY_PAUSE_SECONDS)
             log.info("applied migration %s/%s", service, path.name)
             applied_now.append(path.name)
     finally:

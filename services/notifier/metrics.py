@@ -1,3 +1,4 @@
+from collections.abc import Iterable
 from datetime import timedelta
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -10,6 +11,7 @@ EMAILS_FAILED = Counter(
     "Send attempts that failed: transient ones are retried, permanent ones are not",
     ["threshold", "kind"],
 )
+FAILURE_KINDS = ("transient", "permanent")
 SEND_LATENCY = Histogram(
     "keyward_notifier_send_duration_seconds",
     "One e-mail's SMTP transaction (MAIL to the reply to DATA)",
@@ -31,3 +33,14 @@ DUPLICATE_EVENTS = Counter("keyward_notifier_duplicate_events_total", "Events dr
 
 def threshold_label(seconds: int) -> str:
     return format_duration(timedelta(seconds=seconds))
+
+
+def create_label_sets(thresholds: Iterable[timedelta]) -> None:
+    """Every e-mail counter's series for each notice threshold, at 0, from the start. A series born at its first
+    increment reads as no increase to increase(), so without this the first refusal of a threshold's e-mail
+    would never raise KeywardNotifierPermanentFailures. Called with EXPIRY_NOTICE_THRESHOLDS at start."""
+    for threshold in thresholds:
+        label = threshold_label(int(threshold.total_seconds()))
+        EMAILS_SENT.labels(label)
+        for kind in FAILURE_KINDS:
+            EMAILS_FAILED.labels(label, kind)
