@@ -1,13 +1,17 @@
 """Kafka clients configured the one way this project uses them."""
 
+import asyncio
 import contextlib
 import functools
+import logging
 import random
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
+from tenacity import AsyncRetrying, before_sleep_log, retry_if_not_exception_type, wait_exponential
 
 
 class RememberingPartitioner:
@@ -73,3 +77,15 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+async def reconnecting(connect: Callable[[], Awaitable[None]], log: logging.Logger) -> None:
+    """Runs `connect` (a consumer's whole session) until cancelled: again after every failure, with
+    exponential backoff up to 10 s, so that a broker outage only pauses it."""
+    async for attempt in AsyncRetrying(
+        wait=wait_exponential(multiplier=0.5, max=10),
+        retry=retry_if_not_exception_type(asyncio.CancelledError),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+    ):
+        with attempt:
+            await connect()

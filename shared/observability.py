@@ -3,7 +3,8 @@
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import NamedTuple
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -57,16 +58,23 @@ class RequestMetrics:
 # Headers a reverse proxy (ingress-nginx, a load balancer) adds to what it relays; a scraper talking to the
 # pod directly sends none of them.
 PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+# Every check runs at once and gets this long: /readyz answers well within the probes' 5 s timeout however
+# many dependencies hang.
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+class Readiness(NamedTuple):
+    """`required` checks decide readiness; `informational` ones are reported but never take the pod out of
+    service (a dependency whose outage the service rides out: it would only make every replica unready)."""
+
+    required: Mapping[str, ReadinessCheck]
+    informational: Mapping[str, ReadinessCheck]
 
 
 def operations_router(
-    checks: dict[str, ReadinessCheck],
-    informational: dict[str, ReadinessCheck] | None = None,
-    timeout: float = 2.0,
-    *,
-    metrics_through_proxies: bool = True,
+    readiness: Callable[[], Readiness], *, metrics_through_proxies: bool = True, timeout: float = CHECK_TIMEOUT_SECONDS
 ) -> APIRouter:
-    """`checks` decide readiness; `informational` ones are reported but never take the pod out of service.
+    """/healthz, /readyz (the checks `readiness()` names when asked) and /metrics.
 
     `metrics_through_proxies=False` (the gateway, the one service behind the Ingress): `/metrics` answers
     404 to a request that came through a proxy, so the outside cannot read the metrics of the pod."""
@@ -78,9 +86,9 @@ def operations_router(
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
-        results = await _run(checks, timeout)
-        ready = all(v == "ok" for v in results.values())
-        results.update(await _run(informational or {}, timeout))
+        required, informational = readiness()
+        results = await run_checks({**informational, **required}, timeout)
+        ready = all(results[name] == "ok" for name in required)
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": results}, 200 if ready else 503)
 
     @router.get("/metrics")
@@ -92,15 +100,18 @@ def operations_router(
     return router
 
 
-async def _run(checks: dict[str, ReadinessCheck], timeout: float) -> dict[str, str]:
-    results: dict[str, str] = {}
-    for name, check in checks.items():
+async def run_checks(checks: Mapping[str, ReadinessCheck], timeout: float) -> dict[str, str]:
+    """Runs every check at once, each bounded by `timeout`: "ok", or why it failed."""
+
+    async def one(check: ReadinessCheck) -> str:
         try:
             await asyncio.wait_for(check(), timeout)
-            results[name] = "ok"
         except Exception as exc:
-            results[name] = f"failing: {type(exc).__name__}"
-    return results
+            return f"failing: {type(exc).__name__}"
+        return "ok"
+
+    outcomes = await asyncio.gather(*(one(check) for check in checks.values()))
+    return dict(zip(checks, outcomes, strict=True))
 
 
 async def tcp_reachable(addresses: str) -> None:
@@ -119,12 +130,7 @@ async def tcp_reachable(addresses: str) -> None:
 
 
 def instrument(
-    app: FastAPI,
-    service: str,
-    checks: dict[str, ReadinessCheck],
-    informational: dict[str, ReadinessCheck] | None = None,
-    *,
-    metrics_through_proxies: bool = True,
+    app: FastAPI, service: str, readiness: Callable[[], Readiness], *, metrics_through_proxies: bool = True
 ) -> None:
-    app.include_router(operations_router(checks, informational, metrics_through_proxies=metrics_through_proxies))
+    app.include_router(operations_router(readiness, metrics_through_proxies=metrics_through_proxies))
     app.add_middleware(RequestMetrics, service=service)

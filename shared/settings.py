@@ -1,6 +1,6 @@
 """The settings base every service builds on: environment variables, one class per service."""
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +17,8 @@ def split_names(value: object) -> object:
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # A value never appears in a validation error: a refused setting is often a secret.
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True)
 
     keyward_env: Literal["dev", "test", "prod"] = "prod"
     database_url: str = "postgresql://keyward:keyward@127.0.0.1:55432/keyward"
@@ -28,7 +29,7 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
 
     # Names of fields holding secrets; subclasses extend it.
-    secret_fields: tuple[str, ...] = ()
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_dev(self) -> "ServiceSettings":

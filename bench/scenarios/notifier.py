@@ -23,9 +23,9 @@ from bench.profile import profiled
 from bench.report import Check, Result
 from bench.stack import CpuMeter, Process, fresh_topic, running
 from bench.world import Bench
-from services.keys.expiry import expiring_event
+from services.keys import events
 from services.keys.repository import KEY_COLUMNS, ORGANIZATION_NAMES
-from shared.events import CloudEvent, encode
+from shared.events import encode
 from shared.kafka import idempotent_producer
 
 THRESHOLD = 7 * 86400
@@ -68,7 +68,7 @@ async def _events(b: Bench, conn: asyncpg.Connection, topic: str, count: int) ->
     try:
         deliveries = []
         for row in rows:
-            key, value, headers = encode(CloudEvent.of(expiring_event(row)))
+            key, value, headers = encode(events.expiring(row))
             deliveries.append(await producer.send(topic, value=value, key=key, headers=headers))
         await asyncio.gather(*deliveries)
     finally:

@@ -23,9 +23,9 @@ from bench.profile import profiled
 from bench.report import Check, Result
 from bench.stack import running
 from bench.world import Bench
+from services.keys import events
 from services.keys.repository import KEY_COLUMNS
-from services.keys.service import common_fields
-from shared.events import CloudEvent, KeyCreated, encode
+from shared.events import encode
 from shared.kafka import idempotent_producer
 
 Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
@@ -36,7 +36,7 @@ async def _fill_outbox(b: Bench, conn: asyncpg.Connection, count: int) -> list[M
     await data.load_keys(b.dsn, b.orgs, count, first=b.loaded, prefix=prefix)
     b.loaded += count
     rows = await conn.fetch(f"SELECT {KEY_COLUMNS} FROM keys.api_keys WHERE name LIKE $1", prefix + "%")
-    messages = [encode(CloudEvent.of(KeyCreated(**common_fields(r)))) for r in rows]
+    messages = [encode(events.created(r)) for r in rows]
     await conn.copy_records_to_table(
         "outbox",
         schema_name="keys",

@@ -36,8 +36,8 @@ wait_healthy() {  # name port
   return 1
 }
 
-if [ -f services/notifier/mailsink.py ]; then
-  start mailsink "$PY" -m services.notifier.mailsink
+if [ -f deploy/local/mailsink.py ]; then
+  start mailsink "$PY" deploy/local/mailsink.py
   export SMTP_HOST=${SMTP_HOST:-127.0.0.1} SMTP_PORT=${SMTP_PORT:-1025}
 fi
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -62,7 +62,7 @@ Keyward is running.
   PostgreSQL:  ${DATABASE_URL}
   Kafka:       ${KAFKA_BOOTSTRAP_SERVERS}   (topic apikeys.lifecycle)
 MSG
-[ -f services/notifier/mailsink.py ] && echo "  Mail sink:   http://127.0.0.1:8025   (SMTP on 127.0.0.1:1025: every e-mail the notifier sends)"
+[ -f deploy/local/mailsink.py ] && echo "  Mail sink:   http://127.0.0.1:8025   (SMTP on 127.0.0.1:1025: every e-mail the notifier sends)"
 echo "  Services:    ${started[*]}   (logs in $LOGS/)"
 echo "Press Ctrl-C to stop."
 wait -n "${pids[@]}" || true

@@ -1,4 +1,4 @@
-"""The gateway: app factory and lifespan. The upstream clients and the live-event consumer start and stop here."""
+"""The gateway: app factory and what it runs. The upstream clients and the live stream start and stop here."""
 
 import asyncio
 import contextlib
@@ -17,17 +17,16 @@ from services.gateway.auth import JwtVerifier, Sessions
 from services.gateway.config import Settings
 from services.gateway.context import GatewayContext
 from services.gateway.endpoints import router as api_router
-from services.gateway.events import LiveEvents
+from services.gateway.keys_client import KeysClient
+from services.gateway.live_stream import LiveStream
 from services.gateway.middleware import SecurityHeaders
+from services.gateway.notifier_client import NotifierClient
 from services.gateway.pages import SignInRequired
 from services.gateway.pages import router as pages_router
-from services.gateway.upstream import KeysService, Notifier
 from services.gateway.views import make_templates
+from shared.app import service_app
 from shared.auth import parse_service_tokens
-from shared.errors import ApiError, BodySizeLimit, error_body, install_error_handlers
-from shared.heap import freeze_startup_heap
-from shared.logging import configure_logging
-from shared.observability import instrument, tcp_reachable
+from shared.errors import ApiError, error_body
 from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
@@ -42,68 +41,49 @@ def _client(base_url: str, timeout: float) -> httpx.AsyncClient:
     )
 
 
-def create_app(settings: Settings | None = None, *, live_events: bool = True) -> FastAPI:
-    """`live_events=False` runs without the Kafka consumer (for API tests that do not watch the stream)."""
-    templates = make_templates()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        cfg = settings or Settings()  # type: ignore[call-arg]
-        configure_logging(cfg.log_level, cfg.log_format)
-        token = parse_service_tokens(cfg.service_tokens).get("gateway")
-        if token is None:
-            raise ValueError("SERVICE_TOKENS has no `gateway` entry")
-        keys_client = _client(cfg.keys_url, cfg.upstream_timeout.total_seconds())
-        notifier_client = _client(cfg.notifier_url, cfg.notifier_timeout.total_seconds())
-        live = LiveEvents(cfg.kafka_bootstrap_servers, cfg.kafka_topic, client_id="gateway-live")
-        app.state.gateway = GatewayContext(
+@contextlib.asynccontextmanager
+async def running(cfg: Settings, templates: Jinja2Templates, *, live_events: bool) -> AsyncIterator[GatewayContext]:
+    token = parse_service_tokens(cfg.service_tokens).get("gateway")
+    if token is None:
+        raise ValueError("SERVICE_TOKENS has no `gateway` entry")
+    async with (
+        _client(cfg.keys_url, cfg.upstream_timeout.total_seconds()) as keys_http,
+        _client(cfg.notifier_url, cfg.notifier_timeout.total_seconds()) as notifier_http,
+    ):
+        ctx = GatewayContext(
             settings=cfg,
-            keys=KeysService(keys_client, token, cfg.acting_admin_secret),
-            notifier=Notifier(notifier_client, token),
+            keys=KeysClient(keys_http, token, cfg.acting_admin_secret),
+            notifier=NotifierClient(notifier_http, token),
             sessions=Sessions(cfg),
             verifier=JwtVerifier(cfg),
-            live=live,
+            live=LiveStream(cfg.kafka_bootstrap_servers, cfg.kafka_topic, client_id="gateway-live"),
             templates=templates,
         )
         templates.env.globals["auth_mode"] = cfg.auth_mode
-        task = asyncio.create_task(live.run(), name="live-events") if live_events else None
+        task = asyncio.create_task(ctx.live.run(), name="live-stream") if live_events else None
         log.info("gateway ready on port %d (AUTH_MODE=%s)", cfg.port, cfg.auth_mode)
-        freeze_startup_heap()
         try:
-            yield
+            yield ctx
         finally:
             await cancel_all([task])
-            await keys_client.aclose()
-            await notifier_client.aclose()
 
-    app = FastAPI(title="Keyward console gateway", version="1", lifespan=lifespan)
-    install_error_handlers(app)
+
+def create_app(settings: Settings | None = None, *, live_events: bool = True) -> FastAPI:
+    """`live_events=False` runs without the Kafka consumer (for API tests that do not watch the stream)."""
+    templates = make_templates()
+    app = service_app(
+        "gateway",
+        "Keyward console gateway",
+        lambda: settings or Settings(),  # type: ignore[call-arg]
+        lambda cfg: running(cfg, templates, live_events=live_events),
+        max_body_bytes=settings.max_body_bytes if settings else 64 * 1024,
+        # The gateway is behind the Ingress: its metrics are for Prometheus, which scrapes the pod directly.
+        metrics_through_proxies=False,
+    )
     _install_page_errors(app, templates)
     app.include_router(api_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-    async def keys_service() -> None:
-        (await app.state.gateway.keys.client.get("/healthz")).raise_for_status()
-
-    async def notifier() -> None:
-        (await app.state.gateway.notifier.client.get("/healthz")).raise_for_status()
-
-    async def events() -> None:
-        if not app.state.gateway.live.ready.is_set():
-            await tcp_reachable(app.state.gateway.settings.kafka_bootstrap_servers)
-            raise RuntimeError("the live-event consumer is not positioned yet")
-
-    # Only the keys service decides readiness: without the notifier or Kafka the console still works.
-    # The gateway is behind the Ingress: its metrics are for Prometheus, which scrapes the pod directly.
-    instrument(
-        app,
-        "gateway",
-        {"keys": keys_service},
-        informational={"notifier": notifier, "live_events": events},
-        metrics_through_proxies=False,
-    )
-    app.add_middleware(BodySizeLimit, max_bytes=(settings.max_body_bytes if settings else 64 * 1024))
     app.add_middleware(SecurityHeaders)
     return app
 

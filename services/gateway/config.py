@@ -1,5 +1,5 @@
 from datetime import timedelta
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -33,7 +33,7 @@ class Settings(ServiceSettings):
     session_secret: str = Field(min_length=32)
     auth_jwt_secret: str | None = Field(default=None, min_length=32)
 
-    secret_fields: tuple[str, ...] = ("service_tokens", "acting_admin_secret", "session_secret")
+    secret_fields: ClassVar[tuple[str, ...]] = ("service_tokens", "acting_admin_secret", "session_secret")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sse_starlette import EventSourceResponse
 
-from services.gateway.deps import Admin, Ctx
+from services.gateway.dependencies import Admin, Ctx
 from services.gateway.schemas import (
     AdministratorCreate,
     BulkDelete,
@@ -33,14 +33,14 @@ def _params(request: Request, names: tuple[str, ...]) -> dict[str, str]:
     return {name: request.query_params[name] for name in names if name in request.query_params}
 
 
-def _relay(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def _pass_through(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 @router.get("/me")
 async def me(admin: Admin, ctx: Ctx) -> Response:
     """The signed-in administrator, as the directory knows them."""
-    return _relay((await ctx.keys.call("GET", "/v1/me", admin.username)).content)
+    return _pass_through((await ctx.keys.call("GET", "/v1/me", admin.username)).content)
 
 
 @router.get("/organizations")
@@ -53,28 +53,28 @@ async def organizations(admin: Admin, ctx: Ctx) -> list[dict[str, Any]]:
 async def create_organization(body: OrganizationCreate, admin: Admin, ctx: Ctx) -> Response:
     """Creates an organization below one the caller reaches."""
     upstream = await ctx.keys.call("POST", "/v1/organizations", admin.username, json=body.upstream())
-    return _relay(upstream.content, 201)
+    return _pass_through(upstream.content, 201)
 
 
 @router.post("/administrators", status_code=201)
 async def create_administrator(body: AdministratorCreate, admin: Admin, ctx: Ctx) -> Response:
     """Creates an administrator in an organization the caller reaches."""
     upstream = await ctx.keys.call("POST", "/v1/administrators", admin.username, json=body.upstream())
-    return _relay(upstream.content, 201)
+    return _pass_through(upstream.content, 201)
 
 
 @router.get("/keys")
 async def list_keys(request: Request, admin: Admin, ctx: Ctx) -> Response:
     """Keys at and below `organization_id`, filtered by `q`, sorted, keyset-paginated: {items, next_cursor, total}."""
     upstream = await ctx.keys.call("GET", "/v1/keys", admin.username, params=_params(request, LIST_PARAMS))
-    return _relay(upstream.content, headers=NO_STORE)
+    return _pass_through(upstream.content, headers=NO_STORE)
 
 
 @router.post("/keys", status_code=201)
 async def create_key(body: KeyCreate, admin: Admin, ctx: Ctx) -> Response:
     """Creates a key; the answer carries the full key."""
     upstream = await ctx.keys.call("POST", "/v1/keys", admin.username, json=body.upstream())
-    return _relay(upstream.content, 201, NO_STORE)
+    return _pass_through(upstream.content, 201, NO_STORE)
 
 
 @router.get("/keys/export.csv")
@@ -89,7 +89,7 @@ async def export_keys(request: Request, admin: Admin, ctx: Ctx) -> StreamingResp
 async def bulk_delete(body: BulkDelete, admin: Admin, ctx: Ctx) -> Response:
     """Deletes several keys in one transaction: all of them, or none (404 naming the ones not found)."""
     upstream = await ctx.keys.call("POST", "/v1/keys/bulk-delete", admin.username, json=body.upstream())
-    return _relay(upstream.content)
+    return _pass_through(upstream.content)
 
 
 @router.get("/keys/{key_id}")
@@ -109,7 +109,9 @@ async def get_key(key_id: UUID, admin: Admin, ctx: Ctx) -> JSONResponse:
 @router.patch("/keys/{key_id}")
 async def rename_key(key_id: UUID, body: KeyUpdate, admin: Admin, ctx: Ctx) -> Response:
     """Renames a key."""
-    return _relay((await ctx.keys.call("PATCH", f"/v1/keys/{key_id}", admin.username, json=body.upstream())).content)
+    return _pass_through(
+        (await ctx.keys.call("PATCH", f"/v1/keys/{key_id}", admin.username, json=body.upstream())).content
+    )
 
 
 @router.delete("/keys/{key_id}", status_code=204)

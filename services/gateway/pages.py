@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.gateway.auth import CSRF_FIELD, SIGN_IN_CSRF_COOKIE, Session, tokens_match
-from services.gateway.deps import Ctx, remember_cookie
+from services.gateway.dependencies import Ctx, remember_cookie
 from services.gateway.schemas import flatten, organization_tree
 from shared.errors import ApiError
 

@@ -1,4 +1,4 @@
-"""The keys service: app factory and lifespan. Pools, the relay and the watchers start and stop here."""
+"""The keys service: app factories and what they run. Pools, the relay and the watchers start and stop here."""
 
 import asyncio
 import contextlib
@@ -13,82 +13,71 @@ from starlette.types import Receive, Scope, Send
 
 from services.keys import expiry, gauges, repository
 from services.keys.config import RelaySettings, Settings
-from services.keys.context import KeysContext
+from services.keys.context import KeysContext, RelayContext
 from services.keys.crypto import KeyCipher, KeyDigester, parse_ring
 from services.keys.directory.endpoints import router as directory_router
 from services.keys.endpoints import router as keys_router
-from services.keys.relay import OutboxRelay
+from services.keys.outbox.relay import OutboxRelay
 from services.keys.verify import VerifyFastPath
+from shared.app import service_app
 from shared.auth import ServiceTokens, parse_service_tokens
 from shared.db import create_pool
-from shared.errors import BodySizeLimit, install_error_handlers
-from shared.heap import freeze_startup_heap
-from shared.logging import configure_logging
-from shared.observability import instrument, tcp_reachable
 from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, workers: bool = True) -> FastAPI:
-    """`workers=False` serves the API only: no relay, watcher or usage flusher (for tests that run them apart)."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        cfg = settings or Settings()  # type: ignore[call-arg]
-        configure_logging(cfg.log_level, cfg.log_format)
+@contextlib.asynccontextmanager
+async def running(cfg: Settings, *, workers: bool) -> AsyncIterator[KeysContext]:
+    async with contextlib.AsyncExitStack() as stack:
         pool = await create_pool(cfg.database_url, max_size=cfg.db_pool_size)
+        stack.push_async_callback(pool.close)
         ctx = KeysContext(
+            settings=cfg,
             pool=pool,
+            service_tokens=ServiceTokens(parse_service_tokens(cfg.service_tokens)),
             cipher=KeyCipher(parse_ring(cfg.key_encryption_keys, name="KEY_ENCRYPTION_KEYS", exact_bytes=32)),
             digester=KeyDigester(parse_ring(cfg.key_hmac_secrets, name="KEY_HMAC_SECRETS")),
-            key_lifetime=cfg.key_lifetime,
-            topic=cfg.kafka_topic,
         )
-        app.state.settings = cfg
-        app.state.pool = pool
-        app.state.keys = ctx
-        app.state.service_tokens = ServiceTokens(parse_service_tokens(cfg.service_tokens))
-        # None where a relay process of its own publishes the outbox (RUN_RELAY=false).
-        relay = outbox_relay(pool, cfg) if workers and cfg.run_relay else None
+        # A relay of its own process publishes the outbox where RUN_RELAY=false.
+        if workers and cfg.run_relay:
+            relay = outbox_relay(pool, cfg)
+            stack.push_async_callback(relay.close)
+        else:
+            relay = None
         record_usage = functools.partial(repository.record_usage, pool)
-        tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(
-                ctx.usage.run(record_usage, cfg.usage_flush_interval.total_seconds()),
-                name="usage",
-            ),
+        stack.push_async_callback(_flush_quietly, ctx, record_usage)
+        tasks = [
+            asyncio.create_task(ctx.usage.run(record_usage, cfg.usage_flush_interval.total_seconds()), name="usage"),
             asyncio.create_task(gauges.observe(pool), name="gauges"),
         ]
         if relay is not None:
             tasks.append(asyncio.create_task(relay.run(), name="relay"))
         if workers:
-            tasks += [
-                asyncio.create_task(
-                    expiry.watch(pool, cfg.expiry_notice_thresholds, cfg.expiry_watch_interval, cfg.kafka_topic),
-                    name="expiry-watcher",
-                ),
-            ]
+            watcher = expiry.watch(pool, cfg.expiry_notice_thresholds, cfg.expiry_watch_interval, cfg.kafka_topic)
+            tasks.append(asyncio.create_task(watcher, name="expiry-watcher"))
+        stack.push_async_callback(cancel_all, tasks)
         log.info("keys service ready on port %d", cfg.port)
-        freeze_startup_heap()
-        try:
-            yield
-        finally:
-            await cancel_all(tasks)
-            with contextlib.suppress(Exception):
-                await ctx.usage.flush(record_usage)
-            if relay is not None:
-                await relay.close()
-            await pool.close()
+        yield ctx
 
-    app = KeysApp(title="Keyward keys service", version="1", lifespan=lifespan)
-    install_error_handlers(app)
+
+async def _flush_quietly(ctx: KeysContext, record_usage: Any) -> None:
+    with contextlib.suppress(Exception):
+        await ctx.usage.flush(record_usage)
+
+
+def create_app(settings: Settings | None = None, *, workers: bool = True) -> FastAPI:
+    """`workers=False` serves the API only: no relay, watcher (for tests that run them apart)."""
+    app = service_app(
+        "keys",
+        "Keyward keys service",
+        lambda: settings or Settings(),  # type: ignore[call-arg]
+        lambda cfg: running(cfg, workers=workers),
+        app_class=KeysApp,
+        max_body_bytes=settings.max_body_bytes if settings else 64 * 1024,
+    )
     app.include_router(keys_router)
     app.include_router(directory_router)
-
-    # Kafka is reported, not required: the outbox keeps every event while it is down, and verify must
-    # go on serving voice clients meanwhile.
-    instrument_with_database_and_kafka(app, "keys")
-    app.add_middleware(BodySizeLimit, max_bytes=(settings.max_body_bytes if settings else 64 * 1024))
     return app
 
 
@@ -104,35 +93,32 @@ class KeysApp(FastAPI):
         await self._verify_fast_path(scope, receive, send)
 
 
-def create_relay_app(settings: RelaySettings | None = None) -> FastAPI:
-    """The relay as a process of its own: the outbox relay and the outbox gauges, `/healthz`, `/readyz`
-    and `/metrics`. It needs the database and Kafka only: no key material, no service tokens."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        cfg = settings or RelaySettings()
-        configure_logging(cfg.log_level, cfg.log_format)
+@contextlib.asynccontextmanager
+async def running_relay(cfg: RelaySettings) -> AsyncIterator[RelayContext]:
+    async with contextlib.AsyncExitStack() as stack:
         pool = await create_pool(cfg.database_url, min_size=1, max_size=cfg.relay_db_pool_size)
-        app.state.settings, app.state.pool = cfg, pool
+        stack.push_async_callback(pool.close)
         relay = outbox_relay(pool, cfg)
+        stack.push_async_callback(relay.close)
         tasks = [
             asyncio.create_task(relay.run(), name="relay"),
             asyncio.create_task(gauges.observe(pool), name="gauges"),
         ]
+        stack.push_async_callback(cancel_all, tasks)
         log.info("keys relay ready on port %d", cfg.relay_port)
-        freeze_startup_heap()
-        try:
-            yield
-        finally:
-            await cancel_all(tasks)
-            await relay.close()
-            await pool.close()
+        yield RelayContext(settings=cfg, pool=pool)
 
-    app = FastAPI(title="Keyward keys relay", version="1", lifespan=lifespan, openapi_url=None)
-    install_error_handlers(app)
 
-    instrument_with_database_and_kafka(app, "keys-relay")
-    return app
+def create_relay_app(settings: RelaySettings | None = None) -> FastAPI:
+    """The relay as a process of its own: the outbox relay and the outbox gauges, `/healthz`, `/readyz`
+    and `/metrics`. It needs the database and Kafka only: no key material, no service tokens."""
+    return service_app(
+        "keys-relay",
+        "Keyward keys relay",
+        lambda: settings or RelaySettings(),
+        running_relay,
+        openapi_url=None,
+    )
 
 
 def outbox_relay(pool: asyncpg.Pool, cfg: Settings | RelaySettings) -> OutboxRelay:
@@ -143,15 +129,3 @@ def outbox_relay(pool: asyncpg.Pool, cfg: Settings | RelaySettings) -> OutboxRel
         client_id="keys-relay",
         retention_seconds=cfg.outbox_retention.total_seconds(),
     )
-
-
-def instrument_with_database_and_kafka(app: FastAPI, name: str) -> None:
-    """/healthz, /readyz (the database decides; Kafka is reported) and /metrics."""
-
-    async def database() -> None:
-        await app.state.pool.fetchval("SELECT 1")
-
-    async def kafka() -> None:
-        await tcp_reachable(app.state.settings.kafka_bootstrap_servers)
-
-    instrument(app, name, {"database": database}, informational={"kafka": kafka})

@@ -1,5 +1,5 @@
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import BeforeValidator, Field
 from pydantic_settings import NoDecode
@@ -40,7 +40,7 @@ class Settings(ServiceSettings):
     key_hmac_secrets: str
     key_encryption_keys: str
 
-    secret_fields: tuple[str, ...] = (
+    secret_fields: ClassVar[tuple[str, ...]] = (
         "service_tokens",
         "acting_admin_secret",
         "key_hmac_secrets",

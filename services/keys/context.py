@@ -1,19 +1,51 @@
-"""What the use cases are handed: the pool, the key material tools and the settings they need."""
+"""What the keys service's lifespan builds and its routes and use cases are handed."""
 
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import asyncpg
 
+from services.keys.config import RelaySettings, Settings
 from services.keys.crypto import KeyCipher, KeyDigester
 from services.keys.usage import UsageRecorder
+from shared.app import database_check, kafka_check
+from shared.auth import ServiceTokens
+from shared.observability import Readiness
 
 
 @dataclass(slots=True)
 class KeysContext:
+    settings: Settings
     pool: asyncpg.Pool
+    service_tokens: ServiceTokens
     cipher: KeyCipher
     digester: KeyDigester
-    key_lifetime: timedelta
-    topic: str
     usage: UsageRecorder = field(default_factory=UsageRecorder)
+
+    @property
+    def key_lifetime(self) -> timedelta:
+        return self.settings.key_lifetime
+
+    @property
+    def topic(self) -> str:
+        return self.settings.kafka_topic
+
+    def readiness(self) -> Readiness:
+        return _database_decides(self.pool, self.settings.kafka_bootstrap_servers)
+
+
+@dataclass(slots=True)
+class RelayContext:
+    """The relay as a process of its own: the database and Kafka only, no key material, no service tokens."""
+
+    settings: RelaySettings
+    pool: asyncpg.Pool
+
+    def readiness(self) -> Readiness:
+        return _database_decides(self.pool, self.settings.kafka_bootstrap_servers)
+
+
+def _database_decides(pool: asyncpg.Pool, bootstrap: str) -> Readiness:
+    # Kafka is reported, not required: the outbox keeps every event while it is down, and verify must go on
+    # serving voice clients meanwhile.
+    return Readiness({"database": database_check(pool)}, {"kafka": kafka_check(bootstrap)})

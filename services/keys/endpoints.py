@@ -3,10 +3,10 @@
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
-from services.keys import repository, service
+from services.keys import service
 from services.keys.auth import KeyManager, Service
 from services.keys.dependencies import Conn, Ctx
 from services.keys.schemas import (
@@ -26,11 +26,6 @@ from services.keys.schemas import (
     VerifyResponse,
 )
 from shared.errors import ApiError
-
-# The reaper paces a mass expiry by the number of expired keys; past this many, counting costs more than
-# the figure is worth.
-EXPIRED_COUNT_CAP = 1_000_000
-
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
@@ -60,8 +55,8 @@ async def verify(body: VerifyRequest, _: Service, ctx: Ctx) -> Response:
     return Response(await service.verify(ctx, body.key), media_type="application/json")
 
 
-async def reaper(service_name: Service, request: Request) -> str:
-    if service_name not in request.app.state.settings.reaper_services:
+async def reaper(service_name: Service, ctx: Ctx) -> str:
+    if service_name not in ctx.settings.reaper_services:
         raise ApiError(403, "this service may not delete expired keys")
     return service_name
 
@@ -79,7 +74,7 @@ async def reap(body: ReapRequest, _: Reaper, conn: Conn, ctx: Ctx) -> ReapResult
 @router.get("/expiry-status", response_model=ExpiryStatus)
 async def expiry_status(_: Service, conn: Conn) -> ExpiryStatus:
     """For the reaper: the oldest expired key still present, how many there are, and the next key to expire."""
-    return ExpiryStatus.model_validate(dict(await repository.expiry_status(conn, EXPIRED_COUNT_CAP)))
+    return await service.expiry_status(conn)
 
 
 @router.get("", response_model=KeyPage)

@@ -2,34 +2,18 @@
 
 import asyncio
 import logging
-import math
 import time
 from datetime import timedelta
 
 import asyncpg
 
-from services.keys import repository
+from services.keys import events, repository
 from services.keys.metrics import EXPIRING_ANNOUNCED, WATCHER_LAST_RUN
-from services.keys.service import common_fields
-from shared.events import CloudEvent, KeyExpiring
+from services.keys.outbox import repository as outbox
 
 log = logging.getLogger(__name__)
 
 BATCH = 1000
-
-
-def days_left(seconds_left: float) -> int:
-    return max(0, math.ceil(seconds_left / 86400))
-
-
-def expiring_event(row: asyncpg.Record) -> KeyExpiring:
-    """From a row of `repository.announce_expiring` (key columns, threshold, seconds_left, organization_names)."""
-    return KeyExpiring(
-        **common_fields(row),
-        threshold_seconds=row["threshold"],
-        days_left=days_left(float(row["seconds_left"])),
-        organization_names=row["organization_names"],
-    )
 
 
 async def announce_once(pool: asyncpg.Pool, thresholds: list[int], topic: str) -> int:
@@ -38,9 +22,9 @@ async def announce_once(pool: asyncpg.Pool, thresholds: list[int], topic: str) -
     while True:
         async with pool.acquire() as conn, conn.transaction():
             rows = await repository.announce_expiring(conn, thresholds, BATCH)
-            events = [CloudEvent.of(expiring_event(row)) for row in rows]
-            if events:
-                await repository.add_events(conn, topic, events)
+            announced_events = [events.expiring(row) for row in rows]
+            if announced_events:
+                await outbox.add_events(conn, topic, announced_events)
         for row in rows:
             EXPIRING_ANNOUNCED.labels(str(row["threshold"])).inc()
         announced += len(rows)

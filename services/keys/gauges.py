@@ -7,6 +7,7 @@ import asyncpg
 
 from services.keys import repository
 from services.keys.metrics import KEYS_STORED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
+from services.keys.outbox import repository as outbox
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +16,7 @@ async def observe(pool: asyncpg.Pool, interval: float = 5.0) -> None:
     while True:
         try:
             async with pool.acquire() as conn:
-                row = await repository.outbox_backlog(conn)
+                row = await outbox.outbox_backlog(conn)
                 stored = await repository.keys_stored(conn)
             OUTBOX_BACKLOG.set(row["backlog"])
             OUTBOX_OLDEST_AGE.set(float(row["oldest_age"]))

@@ -1,4 +1,5 @@
-"""Every SQL statement of the keys: the keys, their audit, the outbox and the watchers' queries."""
+"""Every SQL statement of the keys: the keys, their audit and the watchers' queries (the outbox's are in
+`outbox/repository.py`)."""
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -8,7 +9,8 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from shared.events import CloudEvent, encode
+from services.keys import events
+from shared.events import KeyDeleted
 
 KEY_COLUMNS = (
     "id, name, organization_id, organization_name, tenant_id, created_by, created_at, expires_at, "
@@ -255,28 +257,6 @@ async def audit_many(
     )
 
 
-async def add_events(conn: asyncpg.Connection, topic: str, events: Sequence[CloudEvent]) -> None:
-    """Writes events to the outbox, inside the caller's transaction, in their order, in one statement."""
-    keys, headers, payloads = [], [], []
-    for event in events:
-        message_key, payload, event_headers = encode(event)
-        keys.append(message_key)
-        headers.append(orjson.dumps([[name, value.decode()] for name, value in event_headers]).decode())
-        payloads.append(payload)
-    await conn.execute(
-        """
-        INSERT INTO keys.outbox (topic, message_key, headers, payload)
-        SELECT $1, e.message_key, e.headers::jsonb, e.payload
-        FROM unnest($2::bytea[], $3::text[], $4::bytea[]) WITH ORDINALITY AS e(message_key, headers, payload, n)
-        ORDER BY e.n
-        """,
-        topic,
-        keys,
-        headers,
-        payloads,
-    )
-
-
 async def announce_expiring(conn: asyncpg.Connection, thresholds: list[int], limit: int) -> list[asyncpg.Record]:
     """Marks keys that crossed a notice threshold not yet announced with the most imminent one crossed.
 
@@ -311,47 +291,9 @@ async def announce_expiring(conn: asyncpg.Connection, thresholds: list[int], lim
     )
 
 
-async def unsent_events(conn: asyncpg.Connection, limit: int, in_flight: Sequence[int]) -> list[asyncpg.Record]:
-    """The oldest unsent events but those `in_flight` (queued for Kafka, not yet marked sent)."""
-    return await conn.fetch(
-        """
-        SELECT id, topic, message_key, headers, payload, created_at FROM keys.outbox
-        WHERE sent_at IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1
-        """,
-        limit,
-        list(in_flight),
-    )
-
-
-async def mark_sent(conn: asyncpg.Connection, ids: list[int]) -> None:
-    await conn.execute("UPDATE keys.outbox SET sent_at = clock_timestamp() WHERE id = ANY($1::bigint[])", ids)
-
-
-async def outbox_backlog(conn: asyncpg.Connection) -> asyncpg.Record:
-    return await conn.fetchrow(
-        """
-        SELECT count(*) AS backlog, coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) AS oldest_age
-        FROM keys.outbox WHERE sent_at IS NULL
-        """
-    )
-
-
 async def keys_stored(conn: asyncpg.Connection) -> int:
     """From the per-organization counts the triggers keep: no scan of the keys."""
     return int(await conn.fetchval("SELECT coalesce(sum(keys), 0) FROM keys.organization_key_counts"))
-
-
-async def purge_sent(conn: asyncpg.Connection, older_than_seconds: float, limit: int = 10000) -> int:
-    status = await conn.execute(
-        """
-        DELETE FROM keys.outbox WHERE id IN (
-            SELECT id FROM keys.outbox WHERE sent_at < now() - make_interval(secs => $1) LIMIT $2
-        )
-        """,
-        older_than_seconds,
-        limit,
-    )
-    return int(status.split()[-1])
 
 
 async def rows_to_rotate(
@@ -381,9 +323,23 @@ def _utc_iso(column: str) -> str:
     return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 
-# One statement deletes a batch of expired keys and writes each one's audit row and `deleted` event (the
-# fields of shared.events.KeyDeleted, in its order). PostgreSQL builds the rows: made in Python they cost about
-# 40 µs a key of the event loop that also answers verify, a thousand keys a batch.
+def _deleted_payload() -> str:
+    """The `data` of a reap's `deleted` event as PostgreSQL builds it from the deleted row `gone`: the fields
+    of KeyDeleted, in its order, named as `events.key_fields` names them. A field added to the event with no
+    column of that name fails this statement in every reap test."""
+    fixed = {"reason": "'expired'", "deleted_by": "'system'"}
+    pairs = []
+    for name, field in KeyDeleted.model_fields.items():
+        column = fixed.get(name) or events.COLUMN_OF.get(name, name)
+        if field.annotation is datetime:
+            column = _utc_iso(column)
+        pairs.append(f"'{name}', {column}")
+    return f"json_build_object({', '.join(pairs)})"
+
+
+# One statement deletes a batch of expired keys and writes each one's audit row and `deleted` event.
+# PostgreSQL builds the rows: made in Python they cost about 40 µs a key of the event loop that also answers
+# verify, a thousand keys a batch.
 _REAP = f"""
     WITH gone AS (
         DELETE FROM keys.api_keys WHERE id IN (
@@ -405,12 +361,7 @@ _REAP = f"""
                 jsonb_build_array('ce_subject', id::text),
                 jsonb_build_array('ce_time', {_utc_iso("now()")})
             ) || $3::jsonb,
-            convert_to(json_build_object(
-                'key_id', id, 'name', name, 'organization_id', organization_id, 'tenant_id', tenant_id,
-                'created_by', created_by, 'created_at', {_utc_iso("created_at")},
-                'expires_at', {_utc_iso("expires_at")}, 'key_display', key_display,
-                'reason', 'expired', 'deleted_by', 'system'
-            )::text, 'UTF8')
+            convert_to({_deleted_payload()}::text, 'UTF8')
         FROM gone ORDER BY expires_at, id
     )
     SELECT count(*) FROM gone

@@ -11,36 +11,27 @@ from uuid import UUID, uuid4
 import asyncpg
 import orjson
 
-from services.keys import keyformat, repository
-from services.keys.auth import Actor
+from services.keys import events, keyformat, repository
 from services.keys.context import KeysContext
 from services.keys.crypto import Sealed
-from services.keys.directory import repository as directory
+from services.keys.directory import service as directory
+from services.keys.directory.service import Actor
 from services.keys.export import key_cells, stream_csv
 from services.keys.metrics import KEYS_CREATED, KEYS_DELETED, VERIFY_OUTCOMES
-from services.keys.schemas import Key, KeyCreate, KeyWithSecret, ListQuery
+from services.keys.outbox import repository as outbox
+from services.keys.schemas import ExpiryStatus, Key, KeyCreate, KeyWithSecret, ListQuery
 from shared.errors import ApiError, Conflict, NotFound
-from shared.events import CloudEvent, DeleteReason, KeyCreated, KeyDeleted, KeyUpdated, fixed_attributes
+from shared.events import DeleteReason, KeyDeleted, fixed_attributes
 
 INVALID_JSON = orjson.dumps({"valid": False})
 # Bound once: the verify path does no label lookups.
 _OUTCOMES = {o: VERIFY_OUTCOMES.labels(o) for o in ("malformed", "unknown", "expired", "valid")}
+# The reaper paces a mass expiry by the number of expired keys; past this many, counting costs more than
+# the figure is worth.
+EXPIRED_COUNT_CAP = 1_000_000
 # A search's total is counted up to here: past it the list says "1,000+" instead of scanning every match.
 SEARCH_COUNT_CAP = 1000
 _NAME_TAKEN = ("an API key with this name already exists in this organization", {"name": "already taken"})
-
-
-def common_fields(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "key_id": row["id"],
-        "name": row["name"],
-        "organization_id": row["organization_id"],
-        "tenant_id": row["tenant_id"],
-        "created_by": row["created_by"],
-        "created_at": row["created_at"],
-        "expires_at": row["expires_at"],
-        "key_display": row["key_display"],
-    }
 
 
 _KEY_FIELDS = tuple(Key.model_fields)
@@ -56,7 +47,7 @@ async def create_key(conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, d
     sealed = ctx.cipher.seal(plain, key_id)
     now = datetime.now(UTC)
     async with conn.transaction():
-        org = await directory.organization(conn, data.organization_id, actor.reach)
+        org = await directory.reachable_organization(conn, data.organization_id, actor.reach)
         if org is None:
             raise NotFound("organization")
         values = {
@@ -80,7 +71,7 @@ async def create_key(conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, d
         except asyncpg.UniqueViolationError:
             raise Conflict(*_NAME_TAKEN) from None
         await repository.audit(conn, actor.username, "create", key=row)
-        await repository.add_events(conn, ctx.topic, [CloudEvent.of(KeyCreated(**common_fields(row)))])
+        await outbox.add_events(conn, ctx.topic, [events.created(row)])
     KEYS_CREATED.inc()
     return KeyWithSecret(**_key(row).model_dump(), key=plain)
 
@@ -107,8 +98,7 @@ async def rename_key(conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, k
         except asyncpg.UniqueViolationError:
             raise Conflict(*_NAME_TAKEN) from None
         await repository.audit(conn, actor.username, "rename", key=row, details={"previous_name": before["name"]})
-        event = KeyUpdated(**common_fields(row), previous_name=before["name"])
-        await repository.add_events(conn, ctx.topic, [CloudEvent.of(event)])
+        await outbox.add_events(conn, ctx.topic, [events.updated(row, before["name"])])
     return _key(row)
 
 
@@ -123,8 +113,7 @@ async def delete_keys(
             missing = sorted({str(i) for i in wanted} - {str(r["id"]) for r in rows})
             raise ApiError(404, f"API key not found: {', '.join(missing)}", code="not_found")
         await repository.audit_many(conn, actor.username, "delete", rows, {"reason": reason})
-        events = [CloudEvent.of(KeyDeleted(**common_fields(r), reason=reason, deleted_by=actor.username)) for r in rows]
-        await repository.add_events(conn, ctx.topic, events)
+        await outbox.add_events(conn, ctx.topic, [events.deleted(r, reason, actor.username) for r in rows])
     KEYS_DELETED.labels(reason).inc(len(rows))
     return [r["id"] for r in rows]
 
@@ -132,7 +121,7 @@ async def delete_keys(
 async def _subtree(conn: asyncpg.Connection, actor: Actor, organization_id: UUID | None) -> str | None:
     if organization_id is None:
         return actor.reach
-    org = await directory.organization(conn, organization_id, actor.reach)
+    org = await directory.reachable_organization(conn, organization_id, actor.reach)
     if org is None:
         raise NotFound("organization")
     return str(org["path"])
@@ -246,3 +235,8 @@ async def reap_expired(conn: asyncpg.Connection, ctx: KeysContext, limit: int) -
     deleted = await repository.reap_expired(conn, limit, ctx.topic, fixed_attributes(KeyDeleted.type))
     KEYS_DELETED.labels("expired").inc(deleted)
     return deleted
+
+
+async def expiry_status(conn: asyncpg.Connection) -> ExpiryStatus:
+    """The oldest expired key still present, how many there are (up to EXPIRED_COUNT_CAP), the next expiry."""
+    return ExpiryStatus.model_validate(dict(await repository.expiry_status(conn, EXPIRED_COUNT_CAP)))

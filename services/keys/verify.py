@@ -68,7 +68,7 @@ class VerifyFastPath:
         if (
             content_type is None
             or not content_type.startswith(b"application/json")
-            or state.service_tokens.service_for(authorization) is None
+            or state.context.service_tokens.service_for(authorization) is None
         ):
             await self.app(scope, receive, send)
             return
@@ -78,7 +78,7 @@ class VerifyFastPath:
             await self.app(scope, _replay(body, complete, receive), send)
             return
         try:
-            answer = await service.verify(state.keys, key)
+            answer = await service.verify(state.context, key)
         except UNAVAILABLE_ERRORS as exc:
             log.warning("dependency unavailable on POST %s: %s", PATH, type(exc).__name__)
             await _send(send, 503, orjson.dumps(unavailable_body()), [(b"retry-after", RETRY_AFTER_SECONDS.encode())])

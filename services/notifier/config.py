@@ -1,7 +1,7 @@
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import NoDecode
@@ -53,7 +53,7 @@ class Settings(ServiceSettings):
     # Secrets: no defaults.
     service_tokens: str
 
-    secret_fields: tuple[str, ...] = ("service_tokens",)
+    secret_fields: ClassVar[tuple[str, ...]] = ("service_tokens",)
 
     @property
     def envelope_sender(self) -> str:

@@ -5,6 +5,7 @@ record no ce_id: applied twice, they change nothing anyway.
 Recording a notice is all the consumer does for an expiring key; the sender loop delivers it.
 """
 
+import itertools
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -15,14 +16,15 @@ from shared.consumer import PermanentError
 from shared.events import CloudEvent, KeyDeleted, KeyEventData, KeyExpiring, KeyUpdated
 
 
-async def record_notice(event: CloudEvent, conn: asyncpg.Connection) -> None:
-    data = event.data
-    assert isinstance(data, KeyExpiring)
-    # A system-level key has no tenant, hence no tenant administrators to tell.
-    if data.tenant_id is None or await repository.is_deleted(conn, data.key_id):
-        return
-    if await repository.insert_notice(conn, event.id, event.time, data):
-        NOTICES_RECORDED.inc()
+async def record_notices(events: list[CloudEvent], conn: asyncpg.Connection) -> None:
+    for event in events:
+        data = event.data
+        assert isinstance(data, KeyExpiring)
+        # A system-level key has no tenant, hence no tenant administrators to tell.
+        if data.tenant_id is None or await repository.is_deleted(conn, data.key_id):
+            continue
+        if await repository.insert_notice(conn, event.id, event.time, data):
+            NOTICES_RECORDED.inc()
 
 
 async def forget_keys(events: list[CloudEvent], conn: asyncpg.Connection) -> None:
@@ -33,18 +35,19 @@ async def forget_keys(events: list[CloudEvent], conn: asyncpg.Connection) -> Non
     await repository.cancel_keys(conn, key_ids, [f"the key was deleted ({r})" for r in reasons])
 
 
-async def follow_rename(event: CloudEvent, conn: asyncpg.Connection) -> None:
-    await repository.rename_key(conn, event.data.key_id, event.data.name)
+async def follow_renames(events: list[CloudEvent], conn: asyncpg.Connection) -> None:
+    for event in events:
+        await repository.rename_key(conn, event.data.key_id, event.data.name)
 
 
-Handler = Callable[[CloudEvent, asyncpg.Connection], Awaitable[None]]
+# A handler takes a run of consecutive events of its type, in their order, on the batch's connection.
+Handler = Callable[[list[CloudEvent], asyncpg.Connection], Awaitable[None]]
 
-# One handler per event type; deletions are not in it: a run of them is written together (`forget_keys`).
 EVENT_HANDLERS: dict[type[KeyEventData], Handler] = {
-    KeyExpiring: record_notice,
-    KeyUpdated: follow_rename,
+    KeyExpiring: record_notices,
+    KeyUpdated: follow_renames,
+    KeyDeleted: forget_keys,
 }
-HANDLED: tuple[type[KeyEventData], ...] = (KeyExpiring, KeyUpdated, KeyDeleted)
 
 
 def needs_ledger(event: CloudEvent) -> bool:
@@ -60,13 +63,13 @@ def needs_ledger(event: CloudEvent) -> bool:
 def batch_dispatcher(
     pool: asyncpg.Pool, on_committed: Callable[[], None]
 ) -> Callable[[list[CloudEvent]], Awaitable[None]]:
-    """Events of one partition in one transaction, in their order, a run of deletions written together.
+    """Events of one partition in one transaction, in their order, each run of one type handed over at once.
     After a mass expiry that is a hundred thousand `deleted` events: one transaction each kept the notifier
     busy for about two minutes, at half a core. Any failure rolls the whole batch back (the consumer then
     hands it to `dispatcher` event by event)."""
 
     async def handle_many(events: list[CloudEvent]) -> None:
-        handled = [e for e in events if isinstance(e.data, HANDLED)]
+        handled = [e for e in events if type(e.data) in EVENT_HANDLERS]
         if not handled:
             return
         first_of: dict[str, CloudEvent] = {}
@@ -77,18 +80,10 @@ def batch_dispatcher(
         async with pool.acquire() as conn, conn.transaction():
             fresh = await repository.mark_processed_many(conn, [e.id for e in ledgered], [e.type for e in ledgered])
             DUPLICATE_EVENTS.inc((len(handled) - len(relevant)) + (len(ledgered) - len(fresh)))
-            deletions: list[CloudEvent] = []
-            for event in relevant:
-                if isinstance(event.data, KeyDeleted):
-                    deletions.append(event)
-                    continue
-                if deletions:
-                    await forget_keys(deletions, conn)
-                    deletions = []
-                if event.id in fresh:
-                    await EVENT_HANDLERS[type(event.data)](event, conn)
-            if deletions:
-                await forget_keys(deletions, conn)
+            for data_type, run in itertools.groupby(relevant, key=lambda e: type(e.data)):
+                due = [e for e in run if e.id in fresh or not needs_ledger(e)]
+                if due:
+                    await EVENT_HANDLERS[data_type](due, conn)
         on_committed()
 
     return handle_many

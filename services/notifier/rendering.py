@@ -119,7 +119,7 @@ def in_words(days: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Notice:
+class ExpiryMessage:
     """What one expiry e-mail tells, whoever receives it."""
 
     key_id: UUID
@@ -162,7 +162,7 @@ class Renderer:
         self._from = formataddr((name, address), charset="utf-8")
         self.personal = any(_uses(self.env, name, "recipient") for name in _TEMPLATES)
 
-    def context(self, notice: Notice, recipient: Recipient, now: datetime) -> dict[str, Any]:
+    def context(self, notice: ExpiryMessage, recipient: Recipient, now: datetime) -> dict[str, Any]:
         path = [one_line(name, 100) for name in notice.organization_path]
         days = days_left(notice.expires_at, now)
         query = urlencode({"organization_id": str(notice.organization_id), "replaces": str(notice.key_id)})
@@ -190,10 +190,10 @@ class Renderer:
             },
         }
 
-    def composer(self, notice: Notice, now: datetime | None = None) -> "Composer":
+    def composer(self, notice: ExpiryMessage, now: datetime | None = None) -> "Composer":
         return Composer(self, notice, now or datetime.now(UTC))
 
-    def base_message(self, notice: Notice, rendered: "Rendered", now: datetime) -> bytes:
+    def base_message(self, notice: ExpiryMessage, rendered: "Rendered", now: datetime) -> bytes:
         """The e-mail without its two per-recipient headers (To, Message-ID), as the SMTP server receives it.
 
         Built with the email package's MIME classes on the compat32 policy: three times quicker than
@@ -228,7 +228,7 @@ class Composer:
     whenever its rendering differs from the previous one.
     """
 
-    def __init__(self, renderer: Renderer, notice: Notice, now: datetime) -> None:
+    def __init__(self, renderer: Renderer, notice: ExpiryMessage, now: datetime) -> None:
         self.renderer, self.notice, self.now = renderer, notice, now
         self._rendered: Rendered | None = None
         self._base = b""

@@ -15,9 +15,10 @@ from datetime import timedelta
 import asyncpg
 
 from services.notifier import repository
+from services.notifier.context import NotifierContext
 from services.notifier.mailer import IDLE_REUSE_SECONDS
 from services.notifier.metrics import LEDGER_OPEN
-from services.notifier.service import NotifierContext, work_notice
+from services.notifier.service import work_notice
 from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.errors import HeaderParseError
 from typing import TypeVar
@@ -21,10 +21,12 @@ from jinja2 import TemplateError
 from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exponential
 
 from services.notifier import repository
-from services.notifier.directory import DirectoryUnavailable, KeysDirectory
-from services.notifier.mailer import Mailer, MailSession, Outcome, SendResult
+from services.notifier.context import NotifierContext
+from services.notifier.keys_client import KeysUnavailable
+from services.notifier.mailer import MailSession, Outcome, SendResult
 from services.notifier.metrics import EMAILS_FAILED, EMAILS_SENT, SEND_LATENCY, UNRECORDED_WINDOW, threshold_label
-from services.notifier.rendering import Composer, Notice, Recipient, Renderer, message_id
+from services.notifier.rendering import Composer, ExpiryMessage, Recipient, message_id
+from services.notifier.schemas import Notice, NoticeList
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +35,6 @@ T = TypeVar("T")
 # A notice still undelivered this long after its key expired is dropped. The reaper's `deleted` event
 # normally cancels it first; until then a late notice still goes out (it says "expires today").
 EXPIRED_GRACE = timedelta(hours=1)
-
-
-@dataclass(frozen=True, slots=True)
-class NotifierContext:
-    pool: asyncpg.Pool
-    directory: KeysDirectory
-    mailer: Mailer
-    renderer: Renderer
-    # Who holds a claim: this process, unique across restarts.
-    owner: str
-    claim_timeout: timedelta
-    retry: tuple[timedelta, timedelta]
-    # Set at shutdown: a fan-out finishes the send in flight, then leaves the rest for later.
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 async def work_notice(ctx: NotifierContext, row: asyncpg.Record) -> None:
@@ -63,7 +51,7 @@ async def work_notice(ctx: NotifierContext, row: asyncpg.Record) -> None:
                 return
             if due:
                 await fanout.send(due)
-        except DirectoryUnavailable as exc:
+        except KeysUnavailable as exc:
             log.warning("notice %s/%s waits for the keys service: %s", key_id, threshold, exc)
             await repository.reschedule_notice(conn, key_id, threshold, ctx.retry[0])
             return
@@ -93,21 +81,21 @@ class _Fanout:
         """Aligns the ledger with the directory at the start of the fan-out; returns the deliveries due, or
         None when the key is deleted."""
         tenant_id = self.row["tenant_id"]
-        recipients = self.ctx.directory.cached_recipients(tenant_id)
+        recipients = self.ctx.keys.cached_recipients(tenant_id)
         if recipients is None:
-            recipients = await self.ctx.directory.recipients(tenant_id)
+            recipients = await self.ctx.keys.recipients(tenant_id)
         return await self._align(recipients)
 
     async def sync(self) -> None:
         """Aligns the ledger again if the directory changed (a cached answer at most seconds old)."""
         tenant_id = self.row["tenant_id"]
-        recipients = self.ctx.directory.cached_recipients(tenant_id)
+        recipients = self.ctx.keys.cached_recipients(tenant_id)
         if recipients is self.recipients:
             return
         # About to wait on the keys service or the ledger: record the last accepted e-mail first.
         await self.flush_sent()
         if recipients is None:
-            recipients = await self.ctx.directory.recipients(tenant_id)
+            recipients = await self.ctx.keys.recipients(tenant_id)
             if recipients is self.recipients:
                 return
         await self._align(recipients)
@@ -135,13 +123,13 @@ class _Fanout:
             )
         )
 
-    async def notice(self) -> Notice:
+    async def notice(self) -> ExpiryMessage:
         if self.path is None:
-            self.path = await self.ctx.directory.organization_path(self.row["organization_id"])
+            self.path = await self.ctx.keys.organization_path(self.row["organization_id"])
             if self.path:
                 await repository.set_organization_path(self.conn, self.key_id, self.threshold, list(self.path))
         r = self.row
-        return Notice(
+        return ExpiryMessage(
             key_id=r["key_id"],
             key_name=r["key_name"],
             key_display=r["key_display"],
@@ -185,7 +173,7 @@ class _Fanout:
                 return
             try:
                 await self.sync()
-            except DirectoryUnavailable:
+            except KeysUnavailable:
                 await self._unclaim(claimed)  # due again as soon as the keys service answers
                 raise
             ahead = asyncio.create_task(self._claim_next(waiting))
@@ -302,3 +290,27 @@ class _Fanout:
         await repository.release(
             self.conn, self.key_id, self.threshold, [username], error, self.ctx.retry, owner=self.ctx.owner
         )
+
+
+async def notices_of(pool: asyncpg.Pool, key_ids: list[UUID]) -> NoticeList:
+    """The expiry notices of these keys, per threshold and recipient, and what became of each."""
+    rows = await repository.notices_of(pool, key_ids)
+    return NoticeList(
+        items=[
+            Notice(
+                key_id=r["key_id"],
+                threshold_seconds=r["threshold_seconds"],
+                threshold=threshold_label(r["threshold_seconds"]),
+                recipient=r["email"],
+                username=r["username"],
+                display_name=r["display_name"],
+                status=r["status"],
+                attempts=r["attempts"],
+                sent_at=r["sent_at"],
+                last_error=r["last_error"],
+                announced_at=r["announced_at"],
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+        ]
+    )

@@ -1,4 +1,4 @@
-"""The reaper: app factory and lifespan. The event consumer and the reaping loop start and stop here."""
+"""The reaper: app factory and what it runs. The event consumer and the reaping loop start and stop here."""
 
 import asyncio
 import contextlib
@@ -9,18 +9,17 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.reaper.client import KeysClient
 from services.reaper.config import Settings
+from services.reaper.context import ReaperContext
 from services.reaper.handlers import HANDLED_TYPES, HandlerContext, dispatcher
+from services.reaper.keys_client import KeysClient
 from services.reaper.metrics import OLDEST_EXPIRED_AGE
 from services.reaper.repository import Schedule
 from services.reaper.service import Reaper
+from shared.app import service_app
 from shared.auth import parse_service_tokens
 from shared.consumer import EventConsumer
 from shared.db import create_pool
-from shared.heap import freeze_startup_heap
-from shared.logging import configure_logging
-from shared.observability import instrument, tcp_reachable
 from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
@@ -28,16 +27,14 @@ log = logging.getLogger(__name__)
 SHUTDOWN_WAIT_SECONDS = 2.0
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        cfg = settings or Settings()  # type: ignore[call-arg]
-        configure_logging(cfg.log_level, cfg.log_format)
-        # httpx logs every request at INFO: two a second per replica here.
-        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-        tokens = parse_service_tokens(cfg.service_tokens)
-        if cfg.reaper_service_name not in tokens:
-            raise RuntimeError(f"SERVICE_TOKENS has no entry for {cfg.reaper_service_name!r} (REAPER_SERVICE_NAME)")
+@contextlib.asynccontextmanager
+async def running(cfg: Settings) -> AsyncIterator[ReaperContext]:
+    # httpx logs every request at INFO: two a second per replica here.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    tokens = parse_service_tokens(cfg.service_tokens)
+    if cfg.reaper_service_name not in tokens:
+        raise RuntimeError(f"SERVICE_TOKENS has no entry for {cfg.reaper_service_name!r} (REAPER_SERVICE_NAME)")
+    async with contextlib.AsyncExitStack() as stack:
         # The schedule is a hint: each pass asks the keys service what has really expired, so a schedule
         # write lost in a database crash costs nothing. Commits that skip the WAL flush make the flood of
         # `deleted` events after a mass expiry cheap for PostgreSQL, which the keys service shares.
@@ -47,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_size=cfg.db_pool_size,
             server_settings={"synchronous_commit": "off"},
         )
+        stack.push_async_callback(pool.close)
         keys = KeysClient(cfg.keys_url, tokens[cfg.reaper_service_name], cfg.keys_timeout.total_seconds())
+        stack.push_async_callback(keys.close)
         schedule = Schedule(pool)
         reaper = Reaper(
             keys,
@@ -68,34 +67,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             handle=dispatcher(HandlerContext(schedule, reaper)),
             types=HANDLED_TYPES,
         )
-        app.state.settings, app.state.pool, app.state.keys, app.state.reaper = cfg, pool, keys, reaper
         tasks = [
             asyncio.create_task(reaper.run(), name="reaper"),
             asyncio.create_task(consumer.run(), name="reaper-consumer"),
         ]
+        # Leaving the consumer group waits for a rebalance to end, which a replica that died without leaving
+        # can hold up for its whole session timeout; the consumer commits what it handled on its way out, and
+        # the schedule is idempotent, so there is nothing to lose by not waiting that long.
+        stack.push_async_callback(cancel_all, tasks, timeout=SHUTDOWN_WAIT_SECONDS)
         log.info("reaper ready on port %d, keys service at %s", cfg.port, cfg.keys_url)
-        freeze_startup_heap()
-        try:
-            yield
-        finally:
-            # Leaving the consumer group waits for a rebalance to end, which a replica that died without
-            # leaving can hold up for its whole session timeout; offsets are committed after each event, so
-            # there is nothing to lose by not waiting that long.
-            await cancel_all(tasks, timeout=SHUTDOWN_WAIT_SECONDS)
-            await keys.close()
-            await pool.close()
+        yield ReaperContext(settings=cfg, pool=pool, keys=keys, reaper=reaper)
 
-    app = FastAPI(title="Keyward reaper", version="1", lifespan=lifespan)
 
-    async def database() -> None:
-        await app.state.pool.fetchval("SELECT 1")
-
-    async def keys_service() -> None:
-        await app.state.keys.ping()
-
-    async def kafka() -> None:
-        await tcp_reachable(app.state.settings.kafka_bootstrap_servers)
-
-    # Kafka only sharpens the timing (the schedule); without it each pass still finds every expired key.
-    instrument(app, "reaper", {"database": database, "keys": keys_service}, informational={"kafka": kafka})
-    return app
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return service_app(
+        "reaper",
+        "Keyward reaper",
+        lambda: settings or Settings(),  # type: ignore[call-arg]
+        running,
+    )

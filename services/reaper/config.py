@@ -1,4 +1,5 @@
 from datetime import timedelta
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -35,7 +36,7 @@ class Settings(ServiceSettings):
     # Secrets: no defaults.
     service_tokens: str
 
-    secret_fields: tuple[str, ...] = ("service_tokens",)
+    secret_fields: ClassVar[tuple[str, ...]] = ("service_tokens",)
 
     @property
     def spread(self) -> timedelta:

@@ -29,15 +29,22 @@ async def schedule_expiry(event: CloudEvent, ctx: HandlerContext) -> None:
     ctx.reaper.expiry_known(event.data.expires_at)
 
 
-# Each carries the key's expiry, so a missed `created` is healed by a later event.
-SCHEDULING: tuple[type[KeyEventData], ...] = (KeyCreated, KeyUpdated, KeyExpiring)
+Handler = Callable[[CloudEvent, HandlerContext], Awaitable[None]]
+
+# Each of these carries the key's expiry, so a missed `created` is healed by a later event.
+EVENT_HANDLERS: dict[type[KeyEventData], Handler] = {
+    KeyCreated: schedule_expiry,
+    KeyUpdated: schedule_expiry,
+    KeyExpiring: schedule_expiry,
+}
 # The types the consumer decodes; it passes over the others.
-HANDLED_TYPES = frozenset(model.type for model in SCHEDULING)
+HANDLED_TYPES = frozenset(model.type for model in EVENT_HANDLERS)
 
 
 def dispatcher(ctx: HandlerContext) -> Callable[[CloudEvent], Awaitable[None]]:
     async def handle(event: CloudEvent) -> None:
-        if isinstance(event.data, SCHEDULING):
-            await schedule_expiry(event, ctx)
+        handler = EVENT_HANDLERS.get(type(event.data))
+        if handler is not None:
+            await handler(event, ctx)
 
     return handle

@@ -1,14 +1,88 @@
 """Directory use cases: the organization tree and its administrators, as far as the actor reaches."""
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import asyncpg
 
-from services.keys.auth import Actor
 from services.keys.directory import repository
 from services.keys.directory.schemas import Administrator, AdministratorCreate, Organization, OrganizationCreate
 from shared.errors import ApiError, Conflict, NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """An administrator as the keys service sees them: who, and which part of the tree they reach."""
+
+    username: str
+    level: Literal["system", "tenant"]
+    role: str
+    organization_id: UUID
+    tenant_id: UUID | None
+    # The ltree path of the subtree they reach; None reaches everything (system level).
+    reach: str | None
+
+    @property
+    def manages_keys(self) -> bool:
+        return self.role == "customer_administrator"
+
+
+class NoTenant(Exception):
+    """A tenant-level administrator whose organization has no tenant: the directory is inconsistent."""
+
+
+async def find_actor(conn: asyncpg.Connection, username: str) -> Actor | None:
+    """The administrator `username` and their reach; None when the directory does not know them."""
+    row = await repository.administrator_by_username(conn, username)
+    if row is None:
+        return None
+    reach = None if row["level"] == "system" else row["tenant_path"]
+    if row["level"] == "tenant" and reach is None:
+        raise NoTenant(username)
+    return Actor(
+        username=row["username"],
+        level=row["level"],
+        role=row["role"],
+        organization_id=row["organization_id"],
+        tenant_id=row["tenant_id"],
+        reach=reach,
+    )
+
+
+async def reachable_organization(conn: asyncpg.Connection, org_id: UUID, reach: str | None) -> asyncpg.Record | None:
+    """The organization, if it lies within `reach` (None reaches everything)."""
+    return await repository.organization(conn, org_id, reach)
+
+
+def _administrator(row: asyncpg.Record) -> Administrator:
+    return Administrator.model_validate({name: row[name] for name in Administrator.model_fields})
+
+
+async def administrator(conn: asyncpg.Connection, actor: Actor) -> Administrator:
+    """The acting administrator as the directory knows them now."""
+    row = await repository.administrator_by_username(conn, actor.username)
+    if row is None:
+        raise NotFound("administrator")
+    return _administrator(row)
+
+
+async def all_administrators(conn: asyncpg.Connection) -> list[Administrator]:
+    """Every administrator (for the development sign-in page)."""
+    return [_administrator(r) for r in await repository.administrators(conn, None, None)]
+
+
+async def organization_path(conn: asyncpg.Connection, organization_id: UUID) -> list[Organization]:
+    """The organization and its ancestors, the system first."""
+    rows = await repository.ancestors(conn, organization_id)
+    if not rows:
+        raise NotFound("organization")
+    return [to_organization(r) for r in rows]
+
+
+async def tenant_customer_administrators(conn: asyncpg.Connection, tenant_id: UUID) -> list[Administrator]:
+    """The tenant-level customer administrators of a tenant, as the directory stands now."""
+    return [_administrator(r) for r in await repository.tenant_customer_administrators(conn, tenant_id)]
 
 
 def to_organization(row: asyncpg.Record) -> Organization:
@@ -50,8 +124,7 @@ async def list_administrators(
 ) -> list[Administrator]:
     if organization_id is not None and await repository.organization(conn, organization_id, actor.reach) is None:
         raise NotFound("organization")
-    rows = await repository.administrators(conn, actor.reach, organization_id)
-    return [Administrator.model_validate(dict(r)) for r in rows]
+    return [_administrator(r) for r in await repository.administrators(conn, actor.reach, organization_id)]
 
 
 def _placement_error(level: str, depth: int) -> str | None:
@@ -80,4 +153,4 @@ async def create_administrator(
             row = await repository.insert_administrator(conn, uuid4(), fields, org["tenant_id"], replace=replace)
         except asyncpg.UniqueViolationError:
             raise Conflict("this username is taken", {"username": "already taken"}) from None
-    return Administrator.model_validate(dict(row))
+    return _administrator(row)

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
-from services.gateway.events import QUEUE_SIZE, Subscriber, browser_message
+from services.gateway.live_stream import QUEUE_SIZE, Subscriber, browser_message
 from services.gateway.schemas import flatten, organization_tree
 from services.gateway.views import day, days_left, threshold
 from shared.events import CloudEvent, KeyCreated

@@ -49,7 +49,7 @@ async def call(
     content_type: bytes | None = b"application/json",
 ) -> tuple[Inner, int, bytes, dict[bytes, bytes]]:
     inner = Inner()
-    state = SimpleNamespace(service_tokens=ServiceTokens({"voice": TOKEN}), keys=object())
+    state = SimpleNamespace(context=SimpleNamespace(service_tokens=ServiceTokens({"voice": TOKEN})))
     headers = []
     if token:
         headers.append((b"authorization", f"Bearer {token}".encode()))

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import pytest
 
-from services.notifier.rendering import Notice, Recipient, Renderer, clear_date, in_words, message_id, one_line
+from services.notifier.rendering import ExpiryMessage, Recipient, Renderer, clear_date, in_words, message_id, one_line
 
 KEY_ID = UUID("5d0f3a5e-0b7e-4a59-9d6c-3f1c2b8e7a10")
 ORG_ID = UUID("a1b2c3d4-0000-4000-8000-000000000001")
@@ -16,8 +16,8 @@ NOW = datetime(2026, 7, 7, 9, 30, tzinfo=UTC)
 HOSTILE = '<script>alert("x")</script>\r\nBcc: victim@example.org\n\x00\x1b[31m"quoted" \'single\' & more'
 
 
-def notice(name: str = "Front desk", path: tuple[str, ...] = ("Acme", "Sales")) -> Notice:
-    return Notice(
+def notice(name: str = "Front desk", path: tuple[str, ...] = ("Acme", "Sales")) -> ExpiryMessage:
+    return ExpiryMessage(
         key_id=KEY_ID,
         key_name=name,
         key_display="kw_live_ab12…9f3c",

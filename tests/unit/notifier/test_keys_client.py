@@ -4,7 +4,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from services.notifier.directory import DirectoryUnavailable, KeysDirectory
+from services.notifier.keys_client import KeysUnavailable, KeysClient
 
 TENANT = uuid4()
 ROOT, ORG, CHILD = uuid4(), uuid4(), uuid4()
@@ -25,8 +25,8 @@ def admin(username: str, *, level: str = "tenant", role: str = "customer_adminis
     }
 
 
-def directory(handler, **kwargs) -> KeysDirectory:
-    return KeysDirectory(
+def directory(handler, **kwargs) -> KeysClient:
+    return KeysClient(
         "http://keys",
         "notifier-token-0123456789",
         timeout=1,
@@ -71,7 +71,7 @@ async def test_recipients_are_cached_only_for_the_configured_seconds():
 
 
 async def test_a_failing_keys_service_makes_the_directory_unavailable():
-    with pytest.raises(DirectoryUnavailable):
+    with pytest.raises(KeysUnavailable):
         await directory(lambda r: httpx.Response(503, json={})).recipients(TENANT)
 
 

@@ -6,13 +6,14 @@ from fastapi import Depends, Request
 
 from services.gateway.auth import CSRF_HEADER, SAFE_METHODS, Principal, tokens_match
 from services.gateway.context import GatewayContext
+from shared.app import context_of
 from shared.errors import ApiError
 
 EVENTS_PATH = "/api/v1/events"
 
 
 def gateway_context(request: Request) -> GatewayContext:
-    return request.app.state.gateway
+    return context_of(request)  # type: ignore[no-any-return]
 
 
 Ctx = Annotated[GatewayContext, Depends(gateway_context)]

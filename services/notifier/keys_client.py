@@ -18,11 +18,11 @@ from services.notifier.rendering import Recipient
 log = logging.getLogger(__name__)
 
 
-class DirectoryUnavailable(Exception):
+class KeysUnavailable(Exception):
     """The keys service did not answer as expected; the notice is looked at again later."""
 
 
-class KeysDirectory:
+class KeysClient:
     def __init__(
         self,
         base_url: str,
@@ -58,7 +58,7 @@ class KeysDirectory:
             return cached
         body = await self._get(f"/v1/tenants/{tenant_id}/customer-administrators")
         if not isinstance(body, list):
-            raise DirectoryUnavailable("the customer-administrators answer is not a list")
+            raise KeysUnavailable("the customer-administrators answer is not a list")
         found = [
             Recipient(username=a["username"], email=a["email"], display_name=a.get("display_name") or a["username"])
             for a in body
@@ -77,11 +77,11 @@ class KeysDirectory:
         try:
             response = await self._http.get(f"/v1/organizations/{organization_id}/path")
         except httpx.HTTPError as exc:
-            raise DirectoryUnavailable(f"organization path: {type(exc).__name__}: {exc}") from exc
+            raise KeysUnavailable(f"organization path: {type(exc).__name__}: {exc}") from exc
         if response.status_code == 404:
             return ()
         if response.status_code != 200:
-            raise DirectoryUnavailable(f"organization path answered {response.status_code}: {response.text[:200]}")
+            raise KeysUnavailable(f"organization path answered {response.status_code}: {response.text[:200]}")
         path = _below_system(response.json())
         self._paths[organization_id] = (time.monotonic(), path)
         return path
@@ -96,9 +96,9 @@ class KeysDirectory:
         try:
             response = await self._http.get(path)
         except httpx.HTTPError as exc:
-            raise DirectoryUnavailable(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+            raise KeysUnavailable(f"GET {path}: {type(exc).__name__}: {exc}") from exc
         if response.status_code != 200:
-            raise DirectoryUnavailable(f"GET {path} answered {response.status_code}: {response.text[:200]}")
+            raise KeysUnavailable(f"GET {path} answered {response.status_code}: {response.text[:200]}")
         return response.json()
 
 

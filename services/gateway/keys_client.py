@@ -1,13 +1,12 @@
-"""The services the gateway aggregates: the keys service (keys, directory) and the notifier (notices).
+"""The keys service (keys, directory), as the gateway calls it for the signed-in administrator.
 
 Errors from the keys service travel to the caller as they came (status and `{"error": ...}` body); a keys
-service that fails or does not answer is a 503. The notifier is optional: without it, notices are unknown.
+service that fails or does not answer is a 503.
 """
 
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
-from uuid import UUID
 
 import httpx
 
@@ -28,7 +27,7 @@ def _error_from(response: httpx.Response) -> ApiError:
         return ApiError(response.status_code, "the request failed")
 
 
-class KeysService:
+class KeysClient:
     def __init__(self, client: httpx.AsyncClient, token: str, acting_admin_secret: str) -> None:
         self.client = client
         self.token = token
@@ -84,27 +83,3 @@ class KeysService:
         if response.is_error:
             raise _error_from(response)
         return response
-
-
-class Notifier:
-    def __init__(self, client: httpx.AsyncClient, token: str) -> None:
-        self.client = client
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    async def notices(self, key_id: UUID) -> list[dict[str, Any]] | None:
-        """The expiry notices sent for a key, or None when the notifier cannot tell (down, failing, absent)."""
-        try:
-            response = await self.client.get(f"/v1/keys/{key_id}/notices", headers=self.headers)
-            if response.status_code != 200:
-                return None
-            body = response.json()
-        except (httpx.HTTPError, ValueError):
-            return None
-        items = body.get("items") if isinstance(body, dict) else body
-        if not isinstance(items, list):
-            return None
-        return [_notice(n) for n in items if isinstance(n, dict)]
-
-
-def _notice(raw: dict[str, Any]) -> dict[str, Any]:
-    return {name: raw.get(name) for name in ("threshold_seconds", "recipient", "status", "sent_at")}

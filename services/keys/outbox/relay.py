@@ -16,13 +16,13 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from tenacity import AsyncRetrying, before_sleep_log, retry_if_exception_type, wait_exponential
 
-from services.keys import repository
 from services.keys.metrics import (
     RELAY_FAILURES,
     RELAY_LAG,
     RELAY_LEADER,
     RELAY_PUBLISHED,
 )
+from services.keys.outbox import repository
 from shared.kafka import RememberingPartitioner, idempotent_producer
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""`python -m services.notifier.mailsink`: a local SMTP sink that keeps what it receives and shows it.
+"""`python deploy/local/mailsink.py`: a local SMTP sink that keeps what it receives and shows it.
 
 For `make run` and demos only: SMTP on 127.0.0.1:1025, the e-mails on http://127.0.0.1:8025 (newest first,
 HTML parts shown sandboxed, raw .eml downloadable, JSON at /api/messages). Nothing is stored on disk.
@@ -157,7 +157,7 @@ def create_app(store: MailStore, smtp_host: str, smtp_port: int) -> FastAPI:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.notifier.mailsink", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python deploy/local/mailsink.py", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--smtp-port", type=int, default=1025)
     parser.add_argument("--http-port", type=int, default=8025)
