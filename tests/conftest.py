@@ -14,6 +14,11 @@ for line in (ROOT / "deploy/local/dev.env").read_text().splitlines():
 
 import logging  # noqa: E402
 
+import pytest  # noqa: E402
+
+# The shared helpers' asserts show the values they compared, as the tests' own do.
+pytest.register_assert_rewrite("tests.fixtures")
+
 # Every request would be logged at INFO by the HTTP client; failures show what matters without it.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("mail.log").setLevel(logging.WARNING)

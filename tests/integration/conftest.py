@@ -18,14 +18,15 @@ from asgi_lifespan import LifespanManager
 
 from services.keys.app import create_app
 from services.keys.config import Settings
-from shared.auth import parse_service_tokens, sign_acting_admin
+from shared.auth import parse_service_tokens
 from shared.db import create_pool
 from shared.events import CloudEvent, decode
 from shared.events.schemagen import SCHEMA_DIR
 from shared.kafka import ensure_topics
 from shared.migrate import scratch_database
 from tests.fixtures.directory import Tenant, create_admin, create_org, create_tenant
-from tests.fixtures.processes import ServiceProcess
+from tests.fixtures.keys import Caller
+from tests.fixtures.processes import ServiceProcess, service_env
 
 
 @pytest.fixture(scope="session")
@@ -66,63 +67,12 @@ async def keys_app(settings: Settings) -> AsyncIterator[object]:
         yield manager.app
 
 
-def service_env(settings: Settings) -> dict[str, str]:
-    """The environment a service process needs to join this test run's database and topic."""
-    return {
-        "DATABASE_URL": settings.database_url,
-        "KAFKA_TOPIC": settings.kafka_topic,
-        "EXPIRY_WATCH_INTERVAL": "1s",
-        "USAGE_FLUSH_INTERVAL": "1s",
-    }
-
-
 @pytest.fixture(scope="session")
 async def keys_server(settings: Settings) -> AsyncIterator[ServiceProcess]:
     """The keys service as a real process on a free port, for other services' tests."""
     process = await ServiceProcess("keys", service_env(settings)).start()
     yield process
     await process.stop()
-
-
-@dataclass
-class Caller:
-    """Calls the keys service as the gateway would, for one administrator (or none)."""
-
-    client: httpx.AsyncClient
-    username: str | None
-    secret: str
-    token: str
-
-    @classmethod
-    def gateway(cls, client: httpx.AsyncClient, settings: Settings, username: str | None) -> "Caller":
-        """With the gateway's service token and acting-administrator secret from `settings`."""
-        return cls(
-            client, username, settings.acting_admin_secret, parse_service_tokens(settings.service_tokens)["gateway"]
-        )
-
-    def headers(self) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        if self.username:
-            headers["X-Acting-Admin"] = sign_acting_admin(
-                self.username, secret=self.secret, issuer="gateway", audience="keys"
-            )
-        return headers
-
-    async def request(self, method: str, url: str, **kwargs: object) -> httpx.Response:
-        headers = self.headers() | dict(kwargs.pop("headers", None) or {})  # type: ignore[call-overload]
-        return await self.client.request(method, url, headers=headers, **kwargs)  # type: ignore[arg-type]
-
-    async def get(self, url: str, **kwargs: object) -> httpx.Response:
-        return await self.request("GET", url, **kwargs)
-
-    async def post(self, url: str, **kwargs: object) -> httpx.Response:
-        return await self.request("POST", url, **kwargs)
-
-    async def patch(self, url: str, **kwargs: object) -> httpx.Response:
-        return await self.request("PATCH", url, **kwargs)
-
-    async def delete(self, url: str, **kwargs: object) -> httpx.Response:
-        return await self.request("DELETE", url, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -4,54 +4,20 @@ import contextlib
 import json
 import re
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 from asgi_lifespan import LifespanManager
 
 from services.gateway.app import create_app
 from services.gateway.config import Settings as GatewaySettings
 from services.keys.config import Settings as KeysSettings
-from tests.fixtures.processes import ServiceProcess, free_port
-
-JWT_SECRET = "test-gateway-jwt-secret-0123456789abcdef"
-SESSION_SECRET = "test-gateway-session-secret-0123456789abcdef"
-ISSUER = "https://idp.test"
-AUDIENCE = "keyward-console"
-
-
-def gateway_env(keys: KeysSettings, keys_url: str, **extra: str) -> dict[str, str]:
-    """The environment of a gateway process for this test run."""
-    return {
-        "KEYS_URL": keys_url,
-        "NOTIFIER_URL": f"http://127.0.0.1:{free_port()}",
-        "KAFKA_TOPIC": keys.kafka_topic,
-        "SERVICE_TOKENS": keys.service_tokens,
-        "ACTING_ADMIN_SECRET": keys.acting_admin_secret,
-        "AUTH_MODE": "dev",
-        "AUTH_JWT_SECRET": JWT_SECRET,
-        "AUTH_ISSUER": ISSUER,
-        "AUTH_AUDIENCE": AUDIENCE,
-        "SESSION_SECRET": SESSION_SECRET,
-        "KEYWARD_ENV": "test",
-        **extra,
-    }
-
-
-def make_token(username: str, *, secret: str = JWT_SECRET, **claims: Any) -> str:
-    now = int(time.time())
-    body = {"sub": username, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300} | claims
-    return jwt.encode({k: v for k, v in body.items() if v is not None}, secret, algorithm="HS256")
-
-
-def bearer(username: str, **claims: Any) -> dict[str, str]:
-    return {"Authorization": f"Bearer {make_token(username, **claims)}"}
+from tests.fixtures.gateway import gateway_env
+from tests.fixtures.processes import ServiceProcess
 
 
 @dataclass

@@ -8,20 +8,15 @@ import asyncpg
 import httpx
 
 from tests.fixtures.directory import Tenant, create_admin
-from tests.fixtures.random_refs import key_name, org_name, username
-from tests.integration.gateway.conftest import bearer
-
-
-async def create(gateway: httpx.AsyncClient, admin: str, org_id: object, name: str | None = None) -> dict:
-    response = await gateway.post(
-        "/api/v1/keys", json={"name": name or key_name(), "organization_id": str(org_id)}, headers=bearer(admin)
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+from tests.fixtures.errors import assert_error
+from tests.fixtures.gateway import bearer
+from tests.fixtures.keys import create_key
+from tests.fixtures.processes import free_port
+from tests.fixtures.random_refs import org_name, username
 
 
 async def test_creating_a_key_answers_201_with_the_full_key_and_its_display(gateway: httpx.AsyncClient, tenant: Tenant):
-    body = await create(gateway, tenant.admins[0], tenant.orgs["org-1"], "Front desk")
+    body = await create_key(gateway, tenant.orgs["org-1"], "Front desk", headers=bearer(tenant.admins[0]))
     assert body["key"].startswith("kwk_")
     assert body["key_display"] == f"{body['key'][:8]}…{body['key'][-4:]}"
     assert body["organization_id"] == str(tenant.orgs["org-1"])
@@ -31,7 +26,7 @@ async def test_creating_a_key_answers_201_with_the_full_key_and_its_display(gate
 async def test_the_list_is_searched_sorted_and_paged_by_cursor(gateway: httpx.AsyncClient, tenant: Tenant):
     admin = tenant.admins[0]
     for name in ("Bravo desk", "alpha desk", "Charlie phone"):
-        await create(gateway, admin, tenant.orgs["org-2"], name)
+        await create_key(gateway, tenant.orgs["org-2"], name, headers=bearer(admin))
     query = {"organization_id": str(tenant.orgs["org-2"]), "limit": "2"}
     first = (await gateway.get("/api/v1/keys", params=query, headers=bearer(admin))).json()
     assert [k["name"] for k in first["items"]] == ["alpha desk", "Bravo desk"]
@@ -50,7 +45,7 @@ async def test_the_list_is_searched_sorted_and_paged_by_cursor(gateway: httpx.As
 async def test_bad_input_gets_a_4xx_with_the_error_shape_never_a_500(gateway: httpx.AsyncClient, tenant: Tenant):
     headers = bearer(tenant.admins[0])
     org = str(tenant.id)
-    taken = await create(gateway, tenant.admins[0], org)
+    taken = await create_key(gateway, org, headers=bearer(tenant.admins[0]))
     cases = [
         (400, "POST", "/api/v1/keys", {"content": b"{nope", "headers": {"Content-Type": "application/json"}}),
         (422, "POST", "/api/v1/keys", {"json": {"organization_id": org}}),
@@ -82,7 +77,7 @@ async def test_bad_input_gets_a_4xx_with_the_error_shape_never_a_500(gateway: ht
 async def test_one_key_comes_with_its_full_key_and_notices_unavailable_when_the_notifier_is_down(
     gateway: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
 ):
-    created = await create(gateway, tenant.admins[0], tenant.id)
+    created = await create_key(gateway, tenant.id, headers=bearer(tenant.admins[0]))
     response = await gateway.get(f"/api/v1/keys/{created['id']}", headers=bearer(tenant.admins[0]))
     assert response.status_code == 200
     body = response.json()
@@ -98,7 +93,7 @@ async def test_one_key_comes_with_its_full_key_and_notices_unavailable_when_the_
 
 async def test_one_key_carries_its_notice_history_from_the_notifier(make_gateway, stub, tenant: Tenant):
     async with make_gateway(notifier_url=stub.url) as gw:
-        created = await create(gw, tenant.admins[0], tenant.id)
+        created = await create_key(gw, tenant.id, headers=bearer(tenant.admins[0]))
         notice = {
             "threshold_seconds": 2592000,
             "recipient": "a@example.com",
@@ -116,22 +111,24 @@ async def test_one_key_carries_its_notice_history_from_the_notifier(make_gateway
 
 async def test_renaming_and_deleting_a_key(gateway: httpx.AsyncClient, tenant: Tenant):
     headers = bearer(tenant.admins[0])
-    created = await create(gateway, tenant.admins[0], tenant.id)
+    created = await create_key(gateway, tenant.id, headers=bearer(tenant.admins[0]))
     renamed = await gateway.patch(f"/api/v1/keys/{created['id']}", json={"name": "Renamed desk"}, headers=headers)
     assert renamed.status_code == 200
     assert renamed.json()["name"] == "Renamed desk"
     assert "key" not in renamed.json()
-    assert (await gateway.delete(f"/api/v1/keys/{created['id']}", headers=headers)).status_code == 204
-    assert (await gateway.get(f"/api/v1/keys/{created['id']}", headers=headers)).status_code == 404
+    deleted = await gateway.delete(f"/api/v1/keys/{created['id']}", headers=headers)
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert_error(await gateway.get(f"/api/v1/keys/{created['id']}", headers=headers), 404, "not_found")
 
 
 async def test_bulk_delete_removes_all_or_nothing(gateway: httpx.AsyncClient, tenant: Tenant):
     headers = bearer(tenant.admins[0])
-    ids = [(await create(gateway, tenant.admins[0], tenant.id))["id"] for _ in range(3)]
+    keys = [await create_key(gateway, tenant.id, headers=headers) for _ in range(3)]
+    ids = [k["id"] for k in keys]
     missing = await gateway.post("/api/v1/keys/bulk-delete", json={"ids": [*ids, str(uuid4())]}, headers=headers)
-    assert missing.status_code == 404
-    for key_id in ids:
-        assert (await gateway.get(f"/api/v1/keys/{key_id}", headers=headers)).status_code == 200
+    assert_error(missing, 404, "not_found")
+    for key in keys:
+        assert (await gateway.get(f"/api/v1/keys/{key['id']}", headers=headers)).json()["key"] == key["key"]
     deleted = await gateway.post("/api/v1/keys/bulk-delete", json={"ids": ids}, headers=headers)
     assert deleted.status_code == 200
     assert sorted(deleted.json()["deleted"]) == sorted(ids)
@@ -139,8 +136,8 @@ async def test_bulk_delete_removes_all_or_nothing(gateway: httpx.AsyncClient, te
 
 async def test_the_export_streams_every_key_of_the_filter_with_the_full_key(gateway: httpx.AsyncClient, tenant: Tenant):
     admin = tenant.admins[0]
-    inside = [await create(gateway, admin, tenant.orgs["org-1"], f"export {i}") for i in range(3)]
-    await create(gateway, admin, tenant.id, "export elsewhere")
+    inside = [await create_key(gateway, tenant.orgs["org-1"], f"export {i}", headers=bearer(admin)) for i in range(3)]
+    await create_key(gateway, tenant.id, "export elsewhere", headers=bearer(admin))
     params = {"organization_id": str(tenant.orgs["org-1"]), "q": "export"}
     async with gateway.stream("GET", "/api/v1/keys/export.csv", params=params, headers=bearer(admin)) as response:
         assert response.status_code == 200
@@ -163,7 +160,7 @@ async def test_organizations_come_as_the_tree_the_caller_can_see(gateway: httpx.
 
 
 async def test_creating_organizations_and_administrators_within_reach(
-    gateway: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+    gateway: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, pool: asyncpg.Pool
 ):
     headers = bearer(tenant.admins[0])
     org = await gateway.post(
@@ -171,10 +168,12 @@ async def test_creating_organizations_and_administrators_within_reach(
     )
     assert org.status_code == 201, org.text
     assert org.json()["parent_id"] == str(tenant.id)
+    outside_name = org_name()
     outside = await gateway.post(
-        "/api/v1/organizations", json={"name": org_name(), "parent_id": str(other_tenant.id)}, headers=headers
+        "/api/v1/organizations", json={"name": outside_name, "parent_id": str(other_tenant.id)}, headers=headers
     )
-    assert outside.status_code == 404
+    assert_error(outside, 404, "not_found")
+    assert await pool.fetchval("SELECT count(*) FROM keys.organizations WHERE name = $1", outside_name) == 0
     user = username("new")
     admin = {
         "username": user,
@@ -185,31 +184,31 @@ async def test_creating_organizations_and_administrators_within_reach(
     }
     created = await gateway.post("/api/v1/administrators", json=admin, headers=headers)
     assert created.status_code == 201, created.text
-    assert (await gateway.post("/api/v1/administrators", json=admin, headers=headers)).status_code == 409
+    again = await gateway.post("/api/v1/administrators", json=admin, headers=headers)
+    assert_error(again, 409, "conflict", {"username": "already taken"})
     assert (await gateway.get("/api/v1/me", headers=bearer(user))).json()["organization_id"] == org.json()["id"]
 
 
 async def test_only_customer_administrators_manage_keys(gateway: httpx.AsyncClient, tenant: Tenant, pool):
     async with pool.acquire() as conn:
         viewer = await create_admin(conn, tenant.id, role="administrator")
-    response = await gateway.get("/api/v1/keys", headers=bearer(viewer))
-    assert response.status_code == 403
+    assert_error(await gateway.get("/api/v1/keys", headers=bearer(viewer)), 403, "forbidden")
     created = await gateway.post(
         "/api/v1/keys", json={"name": "x", "organization_id": str(tenant.id)}, headers=bearer(viewer)
     )
-    assert created.status_code == 403
+    assert_error(created, 403, "forbidden")
+    assert await pool.fetchval("SELECT count(*) FROM keys.api_keys WHERE tenant_id = $1", tenant.id) == 0
 
 
 async def test_a_keys_service_that_does_not_answer_is_a_503(make_gateway, tenant: Tenant):
-    from tests.fixtures.processes import free_port
-
     async with make_gateway(keys_url=f"http://127.0.0.1:{free_port()}") as gw:
         response = await gw.get("/api/v1/keys", headers=bearer(tenant.admins[0]))
-        assert response.status_code == 503
-        assert response.json()["error"]["code"] == "unavailable"
+        assert_error(response, 503, "unavailable")
         ready = await gw.get("/readyz")
         assert ready.status_code == 503
-        assert (await gw.get("/healthz")).status_code == 200
+        assert ready.json()["status"] == "not ready" and ready.json()["checks"]["keys"] != "ok", ready.text
+        health = await gw.get("/healthz")
+        assert (health.status_code, health.json()) == (200, {"status": "ok"})
 
 
 async def test_metrics_answer_a_direct_scrape_but_not_a_request_relayed_by_the_ingress(gateway: httpx.AsyncClient):
@@ -219,4 +218,5 @@ async def test_metrics_answer_a_direct_scrape_but_not_a_request_relayed_by_the_i
         relayed = await gateway.get("/metrics", headers=header)
         assert relayed.status_code == 404, header
         assert "http_requests_total" not in relayed.text
-    assert (await gateway.get("/healthz", headers={"X-Forwarded-For": "203.0.113.10"})).status_code == 200
+    health = await gateway.get("/healthz", headers={"X-Forwarded-For": "203.0.113.10"})
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})

@@ -7,13 +7,12 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fixtures.directory import Tenant
-from tests.integration.gateway.conftest import AUDIENCE, ISSUER, bearer, make_token
+from tests.fixtures.errors import assert_error
+from tests.fixtures.gateway import AUDIENCE, ISSUER, bearer, make_token
 
 
 async def test_a_call_without_credentials_is_401(gateway: httpx.AsyncClient):
-    response = await gateway.get("/api/v1/keys")
-    assert response.status_code == 401
-    assert response.json()["error"]["code"] == "unauthorized"
+    assert_error(await gateway.get("/api/v1/keys"), 401, "unauthorized")
 
 
 async def test_a_valid_hs256_jwt_names_the_administrator(gateway: httpx.AsyncClient, tenant: Tenant):
@@ -36,12 +35,11 @@ async def test_expired_foreign_and_forged_jwts_are_401(gateway: httpx.AsyncClien
     }
     for case, headers in bad.items():
         response = await gateway.get("/api/v1/keys", headers=headers)
-        assert response.status_code == 401, (case, response.text)
+        assert (response.status_code, response.json()["error"]["code"]) == (401, "unauthorized"), case
 
 
 async def test_a_jwt_for_someone_outside_the_directory_is_401(gateway: httpx.AsyncClient):
-    response = await gateway.get("/api/v1/keys", headers=bearer("nobody-at-all"))
-    assert response.status_code == 401
+    assert_error(await gateway.get("/api/v1/keys", headers=bearer("nobody-at-all")), 401, "unauthorized")
 
 
 async def test_an_rs256_jwt_is_checked_against_the_identity_providers_jwks(make_gateway, stub, tenant: Tenant):
@@ -53,10 +51,11 @@ async def test_an_rs256_jwt_is_checked_against_the_identity_providers_jwks(make_
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     forged = jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": "k1"})
     async with make_gateway(auth_mode="jwt", auth_jwt_secret=None, auth_jwks_url=f"{stub.url}/jwks.json") as gw:
-        assert (await gw.get("/api/v1/me", headers={"Authorization": f"Bearer {good}"})).status_code == 200
-        assert (await gw.get("/api/v1/me", headers={"Authorization": f"Bearer {forged}"})).status_code == 401
+        me = await gw.get("/api/v1/me", headers={"Authorization": f"Bearer {good}"})
+        assert (me.status_code, me.json()["username"]) == (200, tenant.admins[0])
+        assert_error(await gw.get("/api/v1/me", headers={"Authorization": f"Bearer {forged}"}), 401, "unauthorized")
         # Without AUTH_JWT_SECRET an HS256 token is refused outright.
-        assert (await gw.get("/api/v1/me", headers=bearer(tenant.admins[0]))).status_code == 401
+        assert_error(await gw.get("/api/v1/me", headers=bearer(tenant.admins[0])), 401, "unauthorized")
 
 
 async def test_dev_sign_in_sets_an_http_only_same_site_session_cookie(gateway: httpx.AsyncClient, tenant: Tenant):
@@ -79,11 +78,12 @@ async def test_dev_sign_in_sets_an_http_only_same_site_session_cookie(gateway: h
 async def test_sign_in_needs_its_form_token_and_a_known_administrator(gateway: httpx.AsyncClient, tenant: Tenant):
     async with httpx.AsyncClient(transport=gateway._transport, base_url="http://gateway") as browser:
         refused = await browser.post("/sign-in", data={"username": tenant.admins[0], "csrf_token": "guess"})
-        assert refused.status_code == 403
+        assert_error(refused, 403, "csrf_failed")
         page = await browser.get("/sign-in")
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
         unknown = await browser.post("/sign-in", data={"username": "nobody-at-all", "csrf_token": token})
-        assert unknown.status_code == 422
+        assert_error(unknown, 422, "validation_failed", {"username": "not in the directory"})
+        assert "kw_session" not in browser.cookies
         offsite = await browser.post(
             "/sign-in", data={"username": tenant.admins[0], "csrf_token": token, "next": "//evil.test/x"}
         )
@@ -100,18 +100,21 @@ async def test_a_session_cannot_change_anything_without_its_csrf_token(signed_in
         created = await browser.client.post("/api/v1/keys", json=body, headers=browser.with_csrf())
         assert created.status_code == 201, created.text
         key_url = f"/api/v1/keys/{created.json()['id']}"
-        assert (await browser.client.patch(key_url, json={"name": "x"})).status_code == 403
-        assert (await browser.client.delete(key_url)).status_code == 403
-        assert (
-            await browser.client.post("/api/v1/keys/bulk-delete", json={"ids": [created.json()["id"]]})
-        ).status_code == 403
-        assert (await browser.client.get(key_url)).status_code == 200
+        assert_error(await browser.client.patch(key_url, json={"name": "x"}), 403, "csrf_failed")
+        assert_error(await browser.client.delete(key_url), 403, "csrf_failed")
+        bulk = await browser.client.post("/api/v1/keys/bulk-delete", json={"ids": [created.json()["id"]]})
+        assert_error(bulk, 403, "csrf_failed")
+        untouched = await browser.client.get(key_url)
+        assert (untouched.status_code, untouched.json()["name"]) == (200, "csrf check")
         assert (await browser.client.delete(key_url, headers=browser.with_csrf())).status_code == 204
+        assert_error(await browser.client.get(key_url), 404, "not_found")
 
 
 async def test_bearer_calls_need_no_csrf_token(gateway: httpx.AsyncClient, tenant: Tenant):
     body = {"name": "script key", "organization_id": str(tenant.id)}
-    assert (await gateway.post("/api/v1/keys", json=body, headers=bearer(tenant.admins[0]))).status_code == 201
+    created = await gateway.post("/api/v1/keys", json=body, headers=bearer(tenant.admins[0]))
+    assert created.status_code == 201, created.text
+    assert (created.json()["name"], created.json()["created_by"]) == ("script key", tenant.admins[0])
 
 
 async def test_a_forged_session_cookie_is_refused(gateway: httpx.AsyncClient, tenant: Tenant):
@@ -127,8 +130,7 @@ async def test_a_forged_session_cookie_is_refused(gateway: httpx.AsyncClient, te
         "not-the-session-secret-000000000000000",
         algorithm="HS256",
     )
-    response = await gateway.get("/api/v1/keys", headers={"Cookie": f"kw_session={forged}"})
-    assert response.status_code == 401
+    assert_error(await gateway.get("/api/v1/keys", headers={"Cookie": f"kw_session={forged}"}), 401, "unauthorized")
     page = await gateway.get("/keys", headers={"Cookie": f"kw_session={forged}"})
     assert page.status_code == 303
     assert page.headers["location"].startswith("/sign-in")
@@ -139,7 +141,7 @@ async def test_sign_out_ends_the_session_cookie(signed_in, tenant: Tenant):
         response = await browser.client.post("/sign-out", data={"csrf_token": browser.csrf})
         assert response.status_code == 303
         assert any("Max-Age=0" in c for c in response.headers.get_list("set-cookie"))
-        assert (await browser.client.get("/api/v1/keys")).status_code == 401
+        assert_error(await browser.client.get("/api/v1/keys"), 401, "unauthorized")
 
 
 async def test_jwt_mode_offers_no_sign_in_and_ignores_session_cookies(make_gateway, signed_in, tenant: Tenant):
@@ -149,6 +151,9 @@ async def test_jwt_mode_offers_no_sign_in_and_ignores_session_cookies(make_gatew
         page = await gw.get("/sign-in")
         assert page.status_code == 200
         assert "identity provider" in page.text
-        assert (await gw.post("/sign-in", data={"username": tenant.admins[0], "csrf_token": "x"})).status_code == 404
-        assert (await gw.get("/api/v1/keys", headers={"Cookie": f"kw_session={session}"})).status_code == 401
-        assert (await gw.get("/api/v1/me", headers=bearer(tenant.admins[0]))).status_code == 200
+        dev_sign_in = await gw.post("/sign-in", data={"username": tenant.admins[0], "csrf_token": "x"})
+        assert_error(dev_sign_in, 404, "not_found")
+        assert "kw_session" not in dev_sign_in.headers.get("set-cookie", "")
+        assert_error(await gw.get("/api/v1/keys", headers={"Cookie": f"kw_session={session}"}), 401, "unauthorized")
+        me = await gw.get("/api/v1/me", headers=bearer(tenant.admins[0]))
+        assert (me.status_code, me.json()["username"]) == (200, tenant.admins[0])

@@ -9,9 +9,10 @@ import pytest
 
 from services.keys.config import Settings as KeysSettings
 from tests.fixtures.directory import Tenant
+from tests.fixtures.gateway import bearer, gateway_env
+from tests.fixtures.keys import create_key
 from tests.fixtures.processes import ServiceProcess
-from tests.integration.gateway.conftest import bearer, gateway_env
-from tests.integration.gateway.test_api import create
+from tests.fixtures.waiting import eventually, stays_true
 
 
 @pytest.fixture(scope="session")
@@ -54,17 +55,15 @@ async def test_each_administrator_is_streamed_only_the_events_they_may_see(
             assert response.headers["content-type"].startswith("text/event-stream")
             tasks.append((asyncio.create_task(collect(response, streams[who], ready)), response))
             await asyncio.wait_for(ready.wait(), 10)
-        mine = await create(client, tenant.admins[0], tenant.orgs["org-1"])
-        theirs = await create(client, other_tenant.admins[0], other_tenant.id)
+        mine = await create_key(client, tenant.orgs["org-1"], headers=bearer(tenant.admins[0]))
+        theirs = await create_key(client, other_tenant.id, headers=bearer(other_tenant.admins[0]))
         renamed = await client.patch(
             f"/api/v1/keys/{mine['id']}", json={"name": "renamed live"}, headers=bearer(tenant.admins[0])
         )
         assert renamed.status_code == 200
-        for _ in range(100):
-            if len(streams["system"]) >= 3 and len(streams["tenant"]) >= 2:
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)  # anything that should not arrive has had its chance
+        await eventually(lambda: len(streams["system"]) >= 3 and len(streams["tenant"]) >= 2, timeout=10)
+        # The other tenant's key must not follow (the system stream sees other tests' keys too).
+        await stays_true(lambda: len(streams["tenant"]) == 2, for_seconds=0.5)
         for task, response in tasks:
             task.cancel()
             await response.aclose()

@@ -3,12 +3,13 @@
 import pytest
 
 from tests.fixtures.directory import Tenant, create_admin
-from tests.integration.keys.test_keys_api import create
+from tests.fixtures.errors import assert_error
+from tests.fixtures.keys import create_key
 
 
 @pytest.fixture
 async def foreign_key(as_admin, other_tenant: Tenant):
-    return await create(as_admin(other_tenant.admins[0]), other_tenant.orgs["org-1"])
+    return await create_key(as_admin(other_tenant.admins[0]), other_tenant.orgs["org-1"])
 
 
 async def test_a_tenant_admin_gets_404_on_another_tenants_key_for_every_call(as_admin, tenant: Tenant, foreign_key):
@@ -44,7 +45,7 @@ async def test_a_tenant_admin_gets_404_on_another_tenants_key_for_every_call(as_
 
 async def test_a_tenant_admin_neither_sees_nor_counts_another_tenants_keys(as_admin, tenant: Tenant, foreign_key):
     me = as_admin(tenant.admins[0])
-    mine = await create(me, tenant.id)
+    mine = await create_key(me, tenant.id)
     listing = (await me.get("/v1/keys", params={"limit": 500})).json()
     ids = {k["id"] for k in listing["items"]}
     assert mine["id"] in ids and foreign_key["id"] not in ids
@@ -67,41 +68,39 @@ async def test_a_system_admin_reaches_every_tenant(as_admin, world, tenant: Tena
 async def test_an_administrator_without_the_customer_role_cannot_manage_keys(as_admin, pool, tenant: Tenant):
     async with pool.acquire() as conn:
         viewer = await create_admin(conn, tenant.id, role="administrator")
-    response = await as_admin(viewer).get("/v1/keys")
-    assert response.status_code == 403
+    assert_error(await as_admin(viewer).get("/v1/keys"), 403, "forbidden")
     response = await as_admin(viewer).post("/v1/keys", json={"name": "x", "organization_id": str(tenant.id)})
-    assert response.status_code == 403
+    assert_error(response, 403, "forbidden")
+    assert await pool.fetchval("SELECT count(*) FROM keys.api_keys WHERE tenant_id = $1", tenant.id) == 0
 
 
 async def test_calls_without_a_valid_service_token_or_acting_claim_are_401(http, as_admin, tenant: Tenant, settings):
-    assert (await http.get("/v1/keys")).status_code == 401
-    assert (await http.get("/v1/keys", headers={"Authorization": "Bearer wrong-token-wrong-token"})).status_code == 401
+    assert_error(await http.get("/v1/keys"), 401, "unauthorized")
+    wrong_token = await http.get("/v1/keys", headers={"Authorization": "Bearer wrong-token-wrong-token"})
+    assert_error(wrong_token, 401, "unauthorized")
     no_claim = as_admin(None)
-    assert (await no_claim.get("/v1/keys")).status_code == 401
+    assert_error(await no_claim.get("/v1/keys"), 401, "unauthorized")
     from shared.auth import sign_acting_admin
 
     forged = sign_acting_admin(tenant.admins[0], secret="x" * 40, issuer="gateway", audience="keys")
-    response = await no_claim.get("/v1/keys", headers={"X-Acting-Admin": forged})
-    assert response.status_code == 401
+    assert_error(await no_claim.get("/v1/keys", headers={"X-Acting-Admin": forged}), 401, "unauthorized")
+    # A claim minted for another service must not be accepted with the gateway's token.
     wrong_issuer = sign_acting_admin(
         tenant.admins[0], secret=settings.acting_admin_secret, issuer="notifier", audience="keys"
     )
-    response = await no_claim.get("/v1/keys", headers={"X-Acting-Admin": wrong_issuer})
-    assert response.status_code == 401, (
-        "a claim minted for another service must not be accepted with the gateway's token"
-    )
+    assert_error(await no_claim.get("/v1/keys", headers={"X-Acting-Admin": wrong_issuer}), 401, "unauthorized")
     unknown = sign_acting_admin("nobody-at-all", secret=settings.acting_admin_secret, issuer="gateway", audience="keys")
-    assert (await no_claim.get("/v1/keys", headers={"X-Acting-Admin": unknown})).status_code == 401
+    assert_error(await no_claim.get("/v1/keys", headers={"X-Acting-Admin": unknown}), 401, "unauthorized")
 
 
-async def test_tenant_admins_build_their_own_subtree_and_admins(as_admin, tenant: Tenant, world):
+async def test_tenant_admins_build_their_own_subtree_and_admins(as_admin, tenant: Tenant, world, pool):
     me = as_admin(tenant.admins[0])
     response = await me.post("/v1/organizations", json={"name": "Night shift", "parent_id": str(tenant.orgs["org-2"])})
     assert response.status_code == 201
     created = response.json()
     assert created["tenant_id"] == str(tenant.id) and created["level"] == "organization" and created["depth"] == 4
     dup = await me.post("/v1/organizations", json={"name": "night SHIFT", "parent_id": str(tenant.orgs["org-2"])})
-    assert dup.status_code == 409
+    assert_error(dup, 409, "conflict", {"name": "already taken"})
     body = {
         "username": f"new-{created['id'][:8]}",
         "email": "new@example.com",
@@ -109,9 +108,15 @@ async def test_tenant_admins_build_their_own_subtree_and_admins(as_admin, tenant
         "level": "tenant",
         "organization_id": created["id"],
     }
-    assert (await me.post("/v1/administrators", json=body)).status_code == 201
-    assert (await me.post("/v1/administrators", json=body)).status_code == 409
+    admin = await me.post("/v1/administrators", json=body)
+    assert admin.status_code == 201, admin.text
+    assert (admin.json()["username"], admin.json()["organization_id"]) == (body["username"], created["id"])
+    assert_error(await me.post("/v1/administrators", json=body), 409, "conflict", {"username": "already taken"})
     system = {**body, "username": "x" + body["username"], "level": "system", "organization_id": str(world.root_id)}
-    assert (await me.post("/v1/administrators", json=system)).status_code in (403, 404)
+    refused = await me.post("/v1/administrators", json=system)
+    assert (refused.status_code, refused.json()["error"]["code"]) in ((403, "forbidden"), (404, "not_found"))
+    assert await pool.fetchval("SELECT count(*) FROM keys.administrators WHERE username = $1", system["username"]) == 0
     bad = await me.post("/v1/administrators", json={**body, "email": "not-an-email"})
-    assert bad.status_code == 422 and "email" in bad.json()["error"]["fields"]
+    assert "email" in assert_error(bad, 422, "validation_failed")["fields"]
+    listed = (await me.get("/v1/administrators", params={"organization_id": created["id"]})).json()
+    assert [a["username"] for a in listed] == [body["username"]]

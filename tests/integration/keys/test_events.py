@@ -7,13 +7,15 @@ from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer
 
-from services.keys import expiry, repository
-from services.keys.relay import BATCH, RELAY_LOCK, OutboxRelay
+from services.keys import expiry
+from services.keys.outbox import repository as outbox
+from services.keys.outbox.relay import BATCH, RELAY_LOCK, OutboxRelay
 from shared.events import CloudEvent, KeyCreated
 from shared.kafka import ensure_topics
 from tests.fixtures.directory import Tenant
 from tests.fixtures.events import detached_key_fields
-from tests.integration.keys.test_keys_api import create
+from tests.fixtures.keys import create_key
+from tests.fixtures.waiting import eventually, stays_true
 
 DAY = 86400
 
@@ -24,7 +26,7 @@ def types_of(log, key_id):
 
 async def test_create_rename_and_delete_each_publish_one_cloudevent(as_admin, tenant: Tenant, event_log):
     admin = as_admin(tenant.admins[0])
-    key = await create(admin, tenant.orgs["org-1"], "Events")
+    key = await create_key(admin, tenant.orgs["org-1"], "Events")
     await admin.patch(f"/v1/keys/{key['id']}", json={"name": "Events renamed"})
     await admin.delete(f"/v1/keys/{key['id']}")
     await event_log.wait_for(lambda _: len(event_log.about(key["id"])) >= 3)
@@ -39,7 +41,7 @@ async def test_create_rename_and_delete_each_publish_one_cloudevent(as_admin, te
 
 
 async def test_no_event_carries_the_key_or_its_digest(as_admin, tenant: Tenant, event_log, pool):
-    key = await create(as_admin(tenant.admins[0]), tenant.id)
+    key = await create_key(as_admin(tenant.admins[0]), tenant.id)
     await event_log.wait_for(lambda _: event_log.about(key["id"]))
     digest = await pool.fetchval("SELECT digest FROM keys.api_keys WHERE id = $1", key["id"])
     random_part = key["key"][8:-4]  # what key_display does not show
@@ -51,7 +53,7 @@ async def test_no_event_carries_the_key_or_its_digest(as_admin, tenant: Tenant, 
 
 async def test_bulk_delete_publishes_one_event_per_key_with_reason_bulk(as_admin, tenant: Tenant, event_log):
     admin = as_admin(tenant.admins[0])
-    keys = [await create(admin, tenant.id) for _ in range(3)]
+    keys = [await create_key(admin, tenant.id) for _ in range(3)]
     await admin.post("/v1/keys/bulk-delete", json={"ids": [k["id"] for k in keys]})
     await event_log.wait_for(lambda _: all(len(event_log.about(k["id"])) == 2 for k in keys))
     assert {event_log.about(k["id"])[1].data.reason for k in keys} == {"bulk"}
@@ -70,12 +72,12 @@ def expiring(log, key_id):
 async def test_after_downtime_only_the_most_imminent_threshold_is_announced_once(
     as_admin, tenant: Tenant, event_log, pool
 ):
-    key = await create(as_admin(tenant.admins[0]), tenant.id)
+    key = await create_key(as_admin(tenant.admins[0]), tenant.id)
     await expire_in(pool, key["id"], 10 * DAY)  # 30d and 14d both crossed while "nobody watched"
     await event_log.wait_for(lambda _: expiring(event_log, key["id"]))
     await expire_in(pool, key["id"], 2 * DAY)  # 7d and 3d crossed
     await event_log.wait_for(lambda _: len(expiring(event_log, key["id"])) >= 2)
-    await asyncio.sleep(2.5)  # two more watcher passes: nothing new
+    await stays_true(lambda: len(expiring(event_log, key["id"])) == 2, for_seconds=2.5)  # two more watcher passes
     notices = expiring(event_log, key["id"])
     assert [(n.threshold_seconds, n.days_left) for n in notices] == [(14 * DAY, 10), (3 * DAY, 2)]
     # What the e-mail shows, from the tenant down (the system root left out).
@@ -86,7 +88,7 @@ async def test_several_watchers_announce_each_key_once_per_threshold(
     as_admin, tenant: Tenant, event_log, pool, settings
 ):
     admin = as_admin(tenant.admins[0])
-    keys = [await create(admin, tenant.id) for _ in range(60)]
+    keys = [await create_key(admin, tenant.id) for _ in range(60)]
     ids = [k["id"] for k in keys]
     await pool.execute(
         "UPDATE keys.api_keys SET expires_at = now() + interval '5 days' WHERE id = ANY($1::uuid[])", ids
@@ -94,10 +96,13 @@ async def test_several_watchers_announce_each_key_once_per_threshold(
     thresholds = [int(t.total_seconds()) for t in settings.expiry_notice_thresholds]
     # The app's own watcher runs too: four at once.
     await asyncio.gather(*[expiry.announce_once(pool, thresholds, settings.kafka_topic) for _ in range(3)])
+
+    def announced() -> Counter[str]:
+        return Counter(str(e.subject) for e in event_log.events if e.type.endswith("expiring.v1") and e.subject in ids)
+
     await event_log.wait_for(lambda _: all(expiring(event_log, i) for i in ids))
-    await asyncio.sleep(1.5)
-    counts = Counter(str(e.subject) for e in event_log.events if e.type.endswith("expiring.v1") and e.subject in ids)
-    assert set(counts.values()) == {1} and len(counts) == len(ids)
+    await stays_true(lambda: set(announced().values()) == {1}, for_seconds=1.5)
+    assert len(announced()) == len(ids)
     assert {expiring(event_log, i)[0].threshold_seconds for i in ids} == {7 * DAY}
 
 
@@ -117,7 +122,7 @@ async def test_standby_relays_publish_nothing_twice_and_take_over_when_the_leade
     tasks = [asyncio.create_task(r.run()) for r in relays]
     try:
         admin = as_admin(tenant.admins[0])
-        first = [await create(admin, tenant.id) for _ in range(20)]
+        first = [await create_key(admin, tenant.id) for _ in range(20)]
         await event_log.wait_for(lambda _: all(event_log.about(k["id"]) for k in first))
         # Kill whichever replica holds the relay lock; one of the others must carry on.
         killed = await pool.fetchval(
@@ -126,7 +131,7 @@ async def test_standby_relays_publish_nothing_twice_and_take_over_when_the_leade
             RELAY_LOCK,
         )
         assert killed == 1
-        second = [await create(admin, tenant.id) for _ in range(20)]
+        second = [await create_key(admin, tenant.id) for _ in range(20)]
         await event_log.wait_for(lambda _: all(event_log.about(k["id"]) for k in second), timeout=30)
         for k in first + second:
             assert types_of(event_log, k["id"]) == ["created"]
@@ -143,16 +148,20 @@ async def test_a_lone_relay_whose_lock_connection_is_killed_relays_again_within_
 ):
     """The app's own relay, alone: it must notice its dead connection at once, not at the 30 s safety wake."""
     admin = as_admin(tenant.admins[0])
-    before = await create(admin, tenant.id)
+    before = await create_key(admin, tenant.id)
     await event_log.wait_for(lambda _: event_log.about(before["id"]))
-    killed = await pool.fetchval(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    killed = await pool.fetch(
+        "SELECT pid, pg_terminate_backend(pid) AS terminated FROM pg_locks WHERE locktype = 'advisory'"
+        " AND objid = $1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         RELAY_LOCK,
     )
-    assert killed == 1
-    await asyncio.sleep(0.5)
-    after = await create(admin, tenant.id)
+    assert [r["terminated"] for r in killed] == [True]
+
+    async def lock_connection_gone() -> bool:
+        return not await pool.fetchval("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)", killed[0]["pid"])
+
+    await eventually(lock_connection_gone, timeout=5)
+    after = await create_key(admin, tenant.id)
     await event_log.wait_for(lambda _: event_log.about(after["id"]), timeout=8)
 
 
@@ -162,7 +171,7 @@ async def test_a_backlog_of_several_batches_is_published_once_in_order_and_marke
     await ensure_topics(settings.kafka_bootstrap_servers, {topic: 3})
     events = [CloudEvent.of(KeyCreated(**detached_key_fields())) for _ in range(BATCH * 5 // 2)]
     async with pool.acquire() as conn, conn.transaction():
-        await repository.add_events(conn, topic, events)
+        await outbox.add_events(conn, topic, events)
     relay = OutboxRelay(
         pool,
         settings.database_url,
@@ -176,14 +185,17 @@ async def test_a_backlog_of_several_batches_is_published_once_in_order_and_marke
     )
     await consumer.start()
     received: dict[int, list[str]] = {}
+
+    async def no_more_than_sent(timeout_ms: int = 100) -> bool:
+        for tp, messages in (await consumer.getmany(timeout_ms=timeout_ms)).items():
+            received.setdefault(tp.partition, []).extend(dict(m.headers)["ce_id"].decode() for m in messages)
+        return sum(map(len, received.values())) <= len(events)
+
     try:
         async with asyncio.timeout(60):
             while sum(map(len, received.values())) < len(events):
-                for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
-                    received.setdefault(tp.partition, []).extend(dict(m.headers)["ce_id"].decode() for m in messages)
-        await asyncio.sleep(0.5)  # a duplicate would arrive meanwhile
-        for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
-            received.setdefault(tp.partition, []).extend(dict(m.headers)["ce_id"].decode() for m in messages)
+                await no_more_than_sent(timeout_ms=500)
+        await stays_true(no_more_than_sent, for_seconds=1)  # a duplicate would arrive meanwhile
         unsent = await pool.fetchval("SELECT count(*) FROM keys.outbox WHERE topic = $1 AND sent_at IS NULL", topic)
     finally:
         await consumer.stop()

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from tests.fixtures.directory import Tenant
+from tests.fixtures.keys import create_key
 from tests.fixtures.processes import ROOT
-from tests.integration.keys.test_keys_api import create
 
 KAFKA = ROOT / "deploy/local/kafka.sh"
 
@@ -20,12 +20,12 @@ def kafka(command: str) -> None:
 @pytest.mark.slow
 async def test_every_event_arrives_after_kafka_comes_back(as_admin, tenant: Tenant, event_log, http):
     admin = as_admin(tenant.admins[0])
-    before = await create(admin, tenant.id)
+    before = await create_key(admin, tenant.id)
     await event_log.wait_for(lambda _: event_log.about(before["id"]))
     await asyncio.to_thread(kafka, "stop")
     try:
         started = time.monotonic()
-        during = [await create(admin, tenant.id) for _ in range(15)]
+        during = [await create_key(admin, tenant.id) for _ in range(15)]
         renamed = during[0]
         await admin.patch(f"/v1/keys/{renamed['id']}", json={"name": "renamed while Kafka was down"})
         assert time.monotonic() - started < 10, "creating keys must not wait for Kafka"

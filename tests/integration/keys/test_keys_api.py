@@ -9,19 +9,13 @@ from asgi_lifespan import LifespanManager
 from services.keys import keyformat
 from services.keys.app import create_app
 from tests.fixtures.directory import Tenant
-from tests.fixtures.random_refs import key_name
-from tests.integration.conftest import Caller
-
-
-async def create(caller, org_id, name=None):
-    response = await caller.post("/v1/keys", json={"name": name or key_name(), "organization_id": str(org_id)})
-    assert response.status_code == 201, response.text
-    return response.json()
+from tests.fixtures.errors import assert_error
+from tests.fixtures.keys import Caller, create_key
 
 
 async def test_creating_a_key_answers_201_with_the_full_key_and_a_year_of_life(as_admin, tenant: Tenant):
     admin = as_admin(tenant.admins[0])
-    body = await create(admin, tenant.orgs["org-1"], "  Front desk  ")
+    body = await create_key(admin, tenant.orgs["org-1"], "  Front desk  ")
     assert keyformat.is_well_formed(body["key"])
     assert body["name"] == "Front desk"
     assert body["created_by"] == tenant.admins[0]
@@ -34,7 +28,7 @@ async def test_creating_a_key_answers_201_with_the_full_key_and_a_year_of_life(a
 
 
 async def test_the_plain_key_is_never_stored(as_admin, tenant: Tenant, pool: asyncpg.Pool):
-    body = await create(as_admin(tenant.admins[0]), tenant.id)
+    body = await create_key(as_admin(tenant.admins[0]), tenant.id)
     row = await pool.fetchrow("SELECT * FROM keys.api_keys WHERE id = $1", body["id"])
     for value in row.values():
         if isinstance(value, bytes | str):
@@ -70,16 +64,16 @@ async def test_a_huge_body_gets_413(as_admin, tenant: Tenant):
 
 async def test_names_are_unique_per_organization_regardless_of_case(as_admin, tenant: Tenant):
     admin = as_admin(tenant.admins[0])
-    await create(admin, tenant.id, "Reception")
+    await create_key(admin, tenant.id, "Reception")
     response = await admin.post("/v1/keys", json={"name": "reception", "organization_id": str(tenant.id)})
     assert response.status_code == 409
     assert response.json()["error"]["fields"] == {"name": "already taken"}
-    await create(admin, tenant.orgs["org-1"], "Reception")
+    await create_key(admin, tenant.orgs["org-1"], "Reception")
 
 
 async def test_getting_a_key_reveals_it_and_is_audited(as_admin, tenant: Tenant, pool: asyncpg.Pool):
     admin = as_admin(tenant.admins[0])
-    created = await create(admin, tenant.id)
+    created = await create_key(admin, tenant.id)
     response = await admin.get(f"/v1/keys/{created['id']}")
     assert response.status_code == 200
     assert response.json()["key"] == created["key"]
@@ -90,21 +84,23 @@ async def test_getting_a_key_reveals_it_and_is_audited(as_admin, tenant: Tenant,
 
 async def test_renaming_a_key_keeps_it_and_refuses_a_taken_name(as_admin, tenant: Tenant):
     admin = as_admin(tenant.admins[0])
-    first = await create(admin, tenant.id, "First")
-    await create(admin, tenant.id, "Second")
+    first = await create_key(admin, tenant.id, "First")
+    await create_key(admin, tenant.id, "Second")
     response = await admin.patch(f"/v1/keys/{first['id']}", json={"name": " Renamed "})
     assert response.status_code == 200 and response.json()["name"] == "Renamed"
     assert (await admin.get(f"/v1/keys/{first['id']}")).json()["key"] == first["key"]
     clash = await admin.patch(f"/v1/keys/{first['id']}", json={"name": "SECOND"})
-    assert clash.status_code == 409
+    assert_error(clash, 409, "conflict", {"name": "already taken"})
+    assert (await admin.get(f"/v1/keys/{first['id']}")).json()["name"] == "Renamed"
 
 
 async def test_deleting_a_key_is_final(as_admin, tenant: Tenant, pool: asyncpg.Pool):
     admin = as_admin(tenant.admins[0])
-    created = await create(admin, tenant.id)
-    assert (await admin.delete(f"/v1/keys/{created['id']}")).status_code == 204
-    assert (await admin.get(f"/v1/keys/{created['id']}")).status_code == 404
-    assert (await admin.delete(f"/v1/keys/{created['id']}")).status_code == 404
+    created = await create_key(admin, tenant.id)
+    deleted = await admin.delete(f"/v1/keys/{created['id']}")
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert_error(await admin.get(f"/v1/keys/{created['id']}"), 404, "not_found")
+    assert_error(await admin.delete(f"/v1/keys/{created['id']}"), 404, "not_found")
     assert await pool.fetchval("SELECT count(*) FROM keys.api_keys WHERE id = $1", created["id"]) == 0
     audit = await pool.fetchrow(
         "SELECT key_name, details FROM keys.audit_log WHERE key_id = $1 AND action = 'delete'", created["id"]
@@ -114,32 +110,35 @@ async def test_deleting_a_key_is_final(as_admin, tenant: Tenant, pool: asyncpg.P
 
 async def test_bulk_delete_removes_all_or_nothing(as_admin, tenant: Tenant, other_tenant: Tenant):
     admin = as_admin(tenant.admins[0])
-    mine = [await create(admin, tenant.id) for _ in range(3)]
-    theirs = await create(as_admin(other_tenant.admins[0]), other_tenant.id)
+    mine = [await create_key(admin, tenant.id) for _ in range(3)]
+    theirs = await create_key(as_admin(other_tenant.admins[0]), other_tenant.id)
     response = await admin.post("/v1/keys/bulk-delete", json={"ids": [mine[0]["id"], theirs["id"]]})
-    assert response.status_code == 404
-    assert (await admin.get(f"/v1/keys/{mine[0]['id']}")).status_code == 200
+    assert_error(response, 404, "not_found")
+    assert (await admin.get(f"/v1/keys/{mine[0]['id']}")).json()["key"] == mine[0]["key"]
+    assert (await as_admin(other_tenant.admins[0]).get(f"/v1/keys/{theirs['id']}")).json()["key"] == theirs["key"]
     response = await admin.post("/v1/keys/bulk-delete", json={"ids": [k["id"] for k in mine]})
     assert response.status_code == 200
     assert sorted(response.json()["deleted"]) == sorted(k["id"] for k in mine)
     for k in mine:
-        assert (await admin.get(f"/v1/keys/{k['id']}")).status_code == 404
-    assert (await admin.post("/v1/keys/bulk-delete", json={"ids": []})).status_code == 422
+        assert_error(await admin.get(f"/v1/keys/{k['id']}"), 404, "not_found")
+    empty = await admin.post("/v1/keys/bulk-delete", json={"ids": []})
+    assert set(assert_error(empty, 422, "validation_failed")["fields"]) == {"ids"}
 
 
 async def test_unknown_ids_and_malformed_ids_are_404_and_422(as_admin, tenant: Tenant):
     admin = as_admin(tenant.admins[0])
-    assert (await admin.get("/v1/keys/00000000-0000-0000-0000-000000000000")).status_code == 404
-    assert (await admin.get("/v1/keys/not-a-uuid")).status_code == 422
+    assert_error(await admin.get("/v1/keys/00000000-0000-0000-0000-000000000000"), 404, "not_found")
+    malformed = assert_error(await admin.get("/v1/keys/not-a-uuid"), 422, "validation_failed")
+    assert set(malformed["fields"]) == {"key_id"}
 
 
 async def test_the_export_has_every_listed_key_with_the_full_key_and_neutralised_formulas(
     as_admin, tenant: Tenant, pool
 ):
     admin = as_admin(tenant.admins[0])
-    keys = [await create(admin, tenant.orgs["org-1"], f"=cmd|{i}") for i in range(3)]
-    keys.append(await create(admin, tenant.orgs["org-2"], "plain"))
-    outside = await create(admin, tenant.id, "outside the filter")
+    keys = [await create_key(admin, tenant.orgs["org-1"], f"=cmd|{i}") for i in range(3)]
+    keys.append(await create_key(admin, tenant.orgs["org-2"], "plain"))
+    outside = await create_key(admin, tenant.id, "outside the filter")
     response = await admin.get("/v1/keys/export.csv", params={"organization_id": str(tenant.orgs["org-1"])})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
@@ -165,14 +164,20 @@ async def test_each_call_holds_one_pooled_connection_at_a_time(settings, tenant:
             admin = Caller.gateway(client, settings, tenant.admins[0])
             org = str(tenant.orgs["org-1"])
 
-            async def calls() -> list[int]:
-                created = await create(admin, org)
+            async def calls() -> tuple[dict, list[httpx.Response]]:
+                created = await create_key(admin, org)
                 answers = [
                     await admin.get("/v1/keys", params={"organization_id": org}),
                     await admin.get("/v1/keys/export.csv", params={"organization_id": org}),
                     await admin.get(f"/v1/keys/{created['id']}"),
                     await admin.get("/v1/organizations"),
                 ]
-                return [a.status_code for a in answers]
+                return created, answers
 
-            assert await asyncio.wait_for(calls(), timeout=20) == [200, 200, 200, 200]
+            created, answers = await asyncio.wait_for(calls(), timeout=20)
+    assert [a.status_code for a in answers] == [200, 200, 200, 200], [a.text for a in answers]
+    listed, export, one, organizations = answers
+    assert [k["id"] for k in listed.json()["items"]] == [created["id"]]
+    assert created["key"] in export.text
+    assert one.json()["key"] == created["key"]
+    assert str(tenant.orgs["org-1"]) in {o["id"] for o in organizations.json()}

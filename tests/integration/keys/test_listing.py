@@ -3,7 +3,8 @@
 import pytest
 
 from tests.fixtures.directory import Tenant
-from tests.integration.keys.test_keys_api import create
+from tests.fixtures.errors import assert_error
+from tests.fixtures.keys import create_key
 
 SORTS = ["name", "organization", "expires_at", "created_by", "created_at", "key"]
 
@@ -13,8 +14,8 @@ async def populated(as_admin, tenant: Tenant, pool):
     admin = as_admin(tenant.admins[0])
     keys = []
     for i, org in enumerate(["org-1", "org-2", "org-1", "org-2", "org-1"] * 5):
-        keys.append(await create(admin, tenant.orgs[org], f"Key {i:02d} {'alpha' if i % 3 == 0 else 'beta'}"))
-    keys.append(await create(admin, tenant.id, "At the tenant"))
+        keys.append(await create_key(admin, tenant.orgs[org], f"Key {i:02d} {'alpha' if i % 3 == 0 else 'beta'}"))
+    keys.append(await create_key(admin, tenant.id, "At the tenant"))
     return keys
 
 
@@ -97,13 +98,14 @@ async def test_search_treats_like_wildcards_literally(as_admin, tenant: Tenant, 
 
 async def test_bad_list_parameters_get_clear_errors(as_admin, tenant: Tenant, populated):
     admin = as_admin(tenant.admins[0])
-    assert (await admin.get("/v1/keys", params={"sort": "digest"})).status_code == 422
-    assert (await admin.get("/v1/keys", params={"order": "sideways"})).status_code == 422
-    assert (await admin.get("/v1/keys", params={"limit": 0})).status_code == 422
-    assert (await admin.get("/v1/keys", params={"cursor": "garbage!"})).status_code == 400
+    for bad in ("sort", "digest"), ("order", "sideways"), ("limit", 0):
+        error = assert_error(await admin.get("/v1/keys", params=dict([bad])), 422, "validation_failed")
+        assert set(error["fields"]) == {bad[0]}, error
+    garbage = assert_error(await admin.get("/v1/keys", params={"cursor": "garbage!"}), 400, "bad_request")
+    assert "cursor" in garbage["message"]
     first = (await admin.get("/v1/keys", params={"limit": 2})).json()
     mismatch = await admin.get("/v1/keys", params={"limit": 2, "sort": "created_at", "cursor": first["next_cursor"]})
-    assert mismatch.status_code == 400
+    assert "cursor" in assert_error(mismatch, 400, "bad_request")["message"]
 
 
 async def test_the_total_stays_exact_through_creates_deletes_and_expiry(as_admin, tenant: Tenant, pool):
@@ -112,7 +114,7 @@ async def test_the_total_stays_exact_through_creates_deletes_and_expiry(as_admin
     async def total(org):
         return (await admin.get("/v1/keys", params={"organization_id": str(org), "limit": 1})).json()["total"]
 
-    keys = [await create(admin, tenant.orgs["org-2"]) for _ in range(5)] + [await create(admin, tenant.id)]
+    keys = [await create_key(admin, tenant.orgs["org-2"]) for _ in range(5)] + [await create_key(admin, tenant.id)]
     assert (await total(tenant.id), await total(tenant.orgs["org-1"])) == (6, 5)
     await admin.delete(f"/v1/keys/{keys[0]['id']}")
     await admin.post("/v1/keys/bulk-delete", json={"ids": [keys[1]["id"], keys[5]["id"]]})

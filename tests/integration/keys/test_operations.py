@@ -11,8 +11,8 @@ from services.keys.crypto import KeyCipher, KeyDigester, Sealed, parse_ring
 from services.keys.directory.importer import DirectoryImportError, import_directory, load
 from services.keys.rotation import rotate
 from tests.fixtures.directory import Tenant
+from tests.fixtures.keys import create_key
 from tests.fixtures.random_refs import suffix
-from tests.integration.keys.test_keys_api import create
 
 
 async def test_the_yaml_import_builds_the_tree_and_is_safe_to_rerun(pool, tmp_path: Path):
@@ -75,7 +75,7 @@ async def test_an_administrator_in_an_unknown_organization_is_refused_and_nothin
 async def test_rotation_moves_every_key_to_the_new_secrets_and_keys_still_verify(
     as_admin, tenant: Tenant, pool, settings, keys_app, http, voice_token
 ):
-    keys = [await create(as_admin(tenant.admins[0]), tenant.id) for _ in range(3)]
+    keys = [await create_key(as_admin(tenant.admins[0]), tenant.id) for _ in range(3)]
     new_enc = f"rot-{suffix()}:{base64.b64encode(os.urandom(32)).decode()}"
     new_hmac = f"rot-{suffix()}:{base64.b64encode(os.urandom(32)).decode()}"
     cipher = KeyCipher(parse_ring(f"{new_enc},{settings.key_encryption_keys}", name="E", exact_bytes=32))
@@ -107,7 +107,7 @@ async def test_rotation_moves_every_key_to_the_new_secrets_and_keys_still_verify
 
 
 async def test_metrics_label_requests_by_route_template_not_raw_path(as_admin, tenant: Tenant, http):
-    key = await create(as_admin(tenant.admins[0]), tenant.id)
+    key = await create_key(as_admin(tenant.admins[0]), tenant.id)
     await as_admin(tenant.admins[0]).get(f"/v1/keys/{key['id']}")
     text = (await http.get("/metrics")).text
     assert 'route="/v1/keys/{key_id}"' in text
@@ -117,7 +117,7 @@ async def test_metrics_label_requests_by_route_template_not_raw_path(as_admin, t
 
 async def test_the_stored_keys_gauge_counts_every_key_without_scanning_them(as_admin, tenant: Tenant, http, pool):
     admin = as_admin(tenant.admins[0])
-    keys = [await create(admin, tenant.id) for _ in range(2)]
+    keys = [await create_key(admin, tenant.id) for _ in range(2)]
     await admin.delete(f"/v1/keys/{keys[0]['id']}")
     async with pool.acquire() as conn:
         stored = await repository.keys_stored(conn)

@@ -1,5 +1,6 @@
 import httpx
 
+from tests.fixtures.errors import assert_error
 from tests.fixtures.processes import ServiceProcess
 
 
@@ -17,7 +18,7 @@ async def test_services_can_list_the_directory_but_not_without_a_token(http, as_
     response = await as_admin(None).get("/v1/directory/administrators")
     assert response.status_code == 200
     assert world.system_admin in {a["username"] for a in response.json()}
-    assert (await http.get("/v1/directory/administrators")).status_code == 401
+    assert_error(await http.get("/v1/directory/administrators"), 401, "unauthorized")
 
 
 async def test_services_read_an_organizations_path_from_the_root(as_admin, tenant):
@@ -27,4 +28,4 @@ async def test_services_read_an_organizations_path_from_the_root(as_admin, tenan
     assert [o["depth"] for o in path] == [0, 1, 2, 3]
     assert [o["id"] for o in path[1:]] == [str(tenant.id), str(tenant.orgs["org-1"]), str(tenant.orgs["org-2"])]
     missing = await as_admin(None).get("/v1/organizations/00000000-0000-0000-0000-000000000000/path")
-    assert missing.status_code == 404
+    assert_error(missing, 404, "not_found")

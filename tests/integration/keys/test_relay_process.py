@@ -7,13 +7,13 @@ import os
 import asyncpg
 import httpx
 
-from services.keys import repository
+from services.keys.outbox import repository as outbox
 from shared.db import create_pool
 from shared.events import CloudEvent, KeyCreated
 from shared.migrate import scratch_database
 from tests.fixtures.events import detached_key_fields
-from tests.fixtures.processes import ServiceProcess
-from tests.integration.conftest import service_env
+from tests.fixtures.processes import ServiceProcess, service_env
+from tests.fixtures.waiting import stays_true
 
 
 async def unsent(pool: asyncpg.Pool) -> int:
@@ -29,9 +29,13 @@ async def test_only_the_relay_process_publishes_and_it_needs_no_key_material(set
         try:
             event = KeyCreated(**detached_key_fields(name="relayed apart"))
             async with pool.acquire() as conn:
-                await repository.add_events(conn, settings.kafka_topic, [CloudEvent.of(event)])
-            await asyncio.sleep(2.5)  # the API process's watcher and gauges run; it must not publish
-            assert await unsent(pool) == 1
+                await outbox.add_events(conn, settings.kafka_topic, [CloudEvent.of(event)])
+
+            async def still_unsent() -> bool:
+                return await unsent(pool) == 1
+
+            # The API process's watcher and gauges run meanwhile (each second); it must not publish.
+            await stays_true(still_unsent, for_seconds=2.5)
 
             secrets = ("SERVICE_TOKENS", "ACTING_ADMIN_SECRET", "KEY_HMAC_SECRETS", "KEY_ENCRYPTION_KEYS")
             relay_env = {k: v for k, v in env.items() if k not in secrets}

@@ -8,7 +8,7 @@ import pytest
 
 from services.keys import repository
 from tests.fixtures.directory import Tenant
-from tests.integration.keys.test_keys_api import create
+from tests.fixtures.keys import create_key
 
 DAY = 86400
 THRESHOLDS = [30 * DAY, 14 * DAY, 7 * DAY, 3 * DAY, 1 * DAY]
@@ -32,7 +32,7 @@ THRESHOLDS = [30 * DAY, 14 * DAY, 7 * DAY, 3 * DAY, 1 * DAY]
 async def test_the_most_imminent_crossed_threshold_is_announced_once(
     as_admin, tenant: Tenant, pool, seconds_left, already_noticed, announced
 ):
-    key = await create(as_admin(tenant.admins[0]), tenant.id)
+    key = await create_key(as_admin(tenant.admins[0]), tenant.id)
     async with pool.acquire() as conn:
         # Rolled back at the end: the running app's watcher must never publish these made-up states (it
         # skips the rows this transaction holds).

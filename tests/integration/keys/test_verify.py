@@ -8,7 +8,8 @@ from prometheus_client import REGISTRY
 
 from services.keys import keyformat
 from tests.fixtures.directory import Tenant
-from tests.integration.keys.test_keys_api import create
+from tests.fixtures.errors import assert_error
+from tests.fixtures.keys import create_key
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def verify(http, voice_token):
 
 
 async def test_a_live_key_is_valid_and_says_whose_it_is(verify, as_admin, tenant: Tenant):
-    created = await create(as_admin(tenant.admins[0]), tenant.orgs["org-1"])
+    created = await create_key(as_admin(tenant.admins[0]), tenant.orgs["org-1"])
     response = await verify(created["key"])
     assert response.status_code == 200
     assert response.json() == {
@@ -35,14 +36,14 @@ async def test_a_live_key_is_valid_and_says_whose_it_is(verify, as_admin, tenant
 
 async def test_unknown_malformed_expired_and_deleted_keys_get_the_same_answer(verify, as_admin, tenant: Tenant, pool):
     admin = as_admin(tenant.admins[0])
-    expired = await create(admin, tenant.id)
+    expired = await create_key(admin, tenant.id)
     await pool.execute(
         "UPDATE keys.api_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 millisecond' WHERE id = $1",
         expired["id"],
     )
-    deleted = await create(admin, tenant.id)
+    deleted = await create_key(admin, tenant.id)
     await admin.delete(f"/v1/keys/{deleted['id']}")
-    live = await create(admin, tenant.id)
+    live = await create_key(admin, tenant.id)
     typo = live["key"][:-1] + ("A" if live["key"][-1] != "A" else "B")
     candidates = [keyformat.generate(), "kwk_short", "", "x" * 500, typo, expired["key"], deleted["key"]]
     answers = [await verify(c) for c in candidates]
@@ -53,7 +54,7 @@ async def test_unknown_malformed_expired_and_deleted_keys_get_the_same_answer(ve
 async def test_a_key_is_invalid_the_instant_it_expires_even_before_the_reaper_runs(
     verify, as_admin, tenant: Tenant, pool
 ):
-    created = await create(as_admin(tenant.admins[0]), tenant.id)
+    created = await create_key(as_admin(tenant.admins[0]), tenant.id)
     await pool.execute(
         "UPDATE keys.api_keys SET created_at = now() - interval '1 day', expires_at = clock_timestamp() + interval '300 milliseconds' WHERE id = $1",
         created["id"],
@@ -65,13 +66,15 @@ async def test_a_key_is_invalid_the_instant_it_expires_even_before_the_reaper_ru
 
 
 async def test_verify_requires_a_platform_service_token(verify, as_admin, tenant: Tenant):
-    created = await create(as_admin(tenant.admins[0]), tenant.id)
-    assert (await verify(created["key"], token=None)).status_code == 401
-    assert (await verify(created["key"], token="not-a-real-service-token")).status_code == 401
+    created = await create_key(as_admin(tenant.admins[0]), tenant.id)
+    for token in (None, "not-a-real-service-token"):
+        refused = await verify(created["key"], token=token)
+        assert_error(refused, 401, "unauthorized")
+        assert created["id"] not in refused.text
 
 
 async def test_use_is_recorded_in_batches_not_per_call(verify, as_admin, tenant: Tenant, pool, keys_app):
-    created = await create(as_admin(tenant.admins[0]), tenant.id)
+    created = await create_key(as_admin(tenant.admins[0]), tenant.id)
     for _ in range(20):
         assert (await verify(created["key"])).json()["valid"] is True
     for _ in range(40):
@@ -93,7 +96,7 @@ def _post(http, voice_token, content: bytes, content_type: str | None = "applica
 
 async def test_the_fast_path_and_the_fastapi_route_give_the_same_answer(http, voice_token, as_admin, tenant: Tenant):
     """A body past the fast path's 4 KiB is answered by the FastAPI route: byte for byte the same."""
-    created = await create(as_admin(tenant.admins[0]), tenant.id)
+    created = await create_key(as_admin(tenant.admins[0]), tenant.id)
     fast = await _post(http, voice_token, json.dumps({"key": created["key"]}).encode())
     routed = await _post(http, voice_token, json.dumps({"key": created["key"], "pad": "x" * 5000}).encode())
     assert fast.status_code == routed.status_code == 200
@@ -128,7 +131,7 @@ async def test_a_request_the_fast_path_does_not_take_gets_the_apis_documented_er
 
 
 async def test_fast_path_answers_are_counted_under_the_route(http, voice_token, as_admin, tenant: Tenant):
-    created = await create(as_admin(tenant.admins[0]), tenant.id)
+    created = await create_key(as_admin(tenant.admins[0]), tenant.id)
 
     def answered() -> float:
         labels = {"service": "keys", "method": "POST", "route": "/v1/keys/verify", "status": "200"}

@@ -6,16 +6,8 @@ import asyncpg
 from prometheus_client import REGISTRY
 
 from services.notifier.handlers import batch_dispatcher, dispatcher
-from shared.events import CloudEvent, KeyDeleted, KeyExpiring
-from tests.fixtures.events import detached_key_fields
-
-
-def expiring(fields: dict, days: int) -> CloudEvent:
-    return CloudEvent.of(KeyExpiring(**fields, threshold_seconds=days * 86400, days_left=days))
-
-
-def deleted(fields: dict, reason: str = "expired") -> CloudEvent:
-    return CloudEvent.of(KeyDeleted(**fields, reason=reason, deleted_by="system"))  # type: ignore[arg-type]
+from shared.events import CloudEvent
+from tests.fixtures.events import deleted, detached_key_fields, expiring
 
 
 def story() -> tuple[list[CloudEvent], dict[str, UUID]]:
@@ -27,10 +19,10 @@ def story() -> tuple[list[CloudEvent], dict[str, UUID]]:
     events = [
         expiring(a, 30),
         b_deleted,
-        deleted(a),
+        deleted(a, "expired"),
         expiring(a, 14),
         b_deleted,
-        *[deleted(o) for o in others],
+        *[deleted(o, "expired") for o in others],
         expiring(c, 30),
     ]
     return events, {"a": a["key_id"], "b": b["key_id"], "c": c["key_id"], "other": others[0]["key_id"]}

@@ -2,16 +2,9 @@
 
 import httpx
 
-from tests.integration.notifier.conftest import (
-    Publisher,
-    Sink,
-    deleted,
-    email_of,
-    expiring,
-    key_fields,
-    notices,
-    wait_for_notices,
-)
+from tests.fixtures.events import Publisher, deleted, expiring, key_fields
+from tests.fixtures.mail import Sink, email_of
+from tests.fixtures.notifier import notices, wait_for_notices
 
 
 async def test_a_key_deleted_before_its_seven_day_notice_gets_no_more_emails(

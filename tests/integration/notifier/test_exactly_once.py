@@ -7,16 +7,10 @@ from collections import Counter
 import asyncpg
 import httpx
 
-from tests.integration.notifier.conftest import (
-    CLAIM_TIMEOUT_SECONDS,
-    Notifier,
-    Publisher,
-    Sink,
-    email_of,
-    expiring,
-    key_fields,
-    wait_for_notices,
-)
+from tests.fixtures.events import Publisher, expiring, key_fields
+from tests.fixtures.mail import Sink, email_of
+from tests.fixtures.notifier import CLAIM_TIMEOUT_SECONDS, Notifier, wait_for_notices
+from tests.fixtures.waiting import stays_true
 
 
 def copies(sink: Sink, key_id: object) -> Counter[tuple[str, int]]:
@@ -34,8 +28,8 @@ async def test_a_redelivered_event_sends_no_second_email(
     sentinel = key_fields(tenant)
     await publish.event(expiring(sentinel, 30))
     await sink.wait_for(lambda: len(sink.about(sentinel["key_id"])) == 2)
-    await asyncio.sleep(0.5)
-    assert copies(sink, fields["key_id"]) == Counter({(email_of(a), 30 * 86400): 1 for a in tenant.admins})
+    once_each = Counter({(email_of(a), 30 * 86400): 1 for a in tenant.admins})
+    await stays_true(lambda: copies(sink, fields["key_id"]) == once_each, for_seconds=0.5)
     assert await nf_pool.fetchval("SELECT count(*) FROM notifier.processed_events WHERE event_id = $1", event.id) == 1
     async with httpx.AsyncClient(base_url=notifier.url) as client:
         metrics = (await client.get("/metrics")).text
@@ -73,8 +67,8 @@ async def test_a_notifier_killed_in_the_middle_of_a_fanout_still_sends_exactly_o
         lambda items: len(items) == 50 and all(i["status"] == "sent" for i in items),
         timeout=CLAIM_TIMEOUT_SECONDS + 30,
     )
-    await asyncio.sleep(0.5)
-    assert copies(sink, fields["key_id"]) == Counter({(a, 7 * 86400): 1 for a in addresses})
+    once_each = Counter({(a, 7 * 86400): 1 for a in addresses})
+    await stays_true(lambda: copies(sink, fields["key_id"]) == once_each, for_seconds=0.5)
     # Two claims were open at the crash: the send in flight and the next delivery, claimed while it was on
     # the wire. Both are retried after the claim timeout, each counting a second attempt; no other is.
     assert sorted(i["attempts"] for i in items) == [1] * 48 + [2, 2]
@@ -100,8 +94,8 @@ async def test_a_notifier_stopped_in_the_middle_of_a_fanout_finishes_the_send_in
 
     await notifier.restart()
     await sink.wait_for(lambda: len(sink.about(fields["key_id"])) == 20)
-    await asyncio.sleep(0.5)
-    assert copies(sink, fields["key_id"]) == Counter({(email_of(a), 7 * 86400): 1 for a in tenant.admins})
+    once_each = Counter({(email_of(a), 7 * 86400): 1 for a in tenant.admins})
+    await stays_true(lambda: copies(sink, fields["key_id"]) == once_each, for_seconds=0.5)
     # The delivery claimed ahead of the stop was given back, not counted as an attempt.
     attempts = await nf_pool.fetch("SELECT attempts FROM notifier.deliveries WHERE key_id = $1", fields["key_id"])
     assert [r["attempts"] for r in attempts] == [1] * 20
@@ -136,9 +130,8 @@ async def test_a_stopping_notifier_gives_back_the_notices_it_leased_ahead(
 
     await notifier.restart()
     await sink.wait_for(lambda: sum(len(sink.about(k)) for k in key_ids) == 16)
-    await asyncio.sleep(0.5)
-    for fields in keys:
-        assert copies(sink, fields["key_id"]) == Counter({(email_of(a), 3 * 86400): 1 for a in tenant.admins})
+    once_each = Counter({(email_of(a), 3 * 86400): 1 for a in tenant.admins})
+    await stays_true(lambda: all(copies(sink, k) == once_each for k in key_ids), for_seconds=0.5)
 
 
 async def test_two_notifier_replicas_never_send_a_duplicate(
@@ -154,9 +147,15 @@ async def test_two_notifier_replicas_never_send_a_duplicate(
             await publish.event(expiring(fields, 30))
         expected = sum(len(t.admins) for t in tenants) * 2
         await sink.wait_for(lambda: sum(len(sink.about(k["key_id"])) for k in keys) >= expected, timeout=60)
-        await asyncio.sleep(1.0)
-        for fields, tenant in zip(keys, [t for t in tenants for _ in range(2)], strict=True):
-            assert copies(sink, fields["key_id"]) == Counter({(email_of(a), 30 * 86400): 1 for a in tenant.admins})
+        owners_of = [t for t in tenants for _ in range(2)]
+
+        def one_email_each() -> bool:
+            return all(
+                copies(sink, fields["key_id"]) == Counter({(email_of(a), 30 * 86400): 1 for a in tenant.admins})
+                for fields, tenant in zip(keys, owners_of, strict=True)
+            )
+
+        await stays_true(one_email_each, for_seconds=1)
         owners = await nf_pool.fetchval(
             "SELECT count(DISTINCT claimed_by) FROM notifier.deliveries WHERE key_id = ANY($1::uuid[])",
             [k["key_id"] for k in keys],

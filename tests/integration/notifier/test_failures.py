@@ -8,8 +8,11 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from shared.events import KeyExpiring
+from tests.fixtures.events import Publisher, expiring, key_fields
+from tests.fixtures.mail import Sink, email_of
+from tests.fixtures.notifier import wait_for_notices
 from tests.fixtures.processes import ServiceProcess
-from tests.integration.notifier.conftest import Publisher, Sink, email_of, expiring, key_fields, wait_for_notices
+from tests.fixtures.waiting import stays_true
 
 
 async def test_every_email_arrives_once_the_smtp_server_is_back(
@@ -52,8 +55,8 @@ async def test_a_recipient_refused_for_good_is_recorded_as_failed_and_not_retrie
     assert failed["recipient"] == refused
     assert "550" in failed["last_error"]
     assert failed["attempts"] == 1
-    await asyncio.sleep(2.5)  # longer than NOTICE_RETRY_MAX in this world: a retry would have happened
-    assert sink.handler.rcpts.count(refused) == 1
+    # Longer than NOTICE_RETRY_MAX in this world: a retry would happen within it.
+    await stays_true(lambda: sink.handler.rcpts.count(refused) == 1, for_seconds=2.5)
     assert len(sink.about(fields["key_id"])) == 2
 
 

@@ -1,22 +1,16 @@
 """Fixtures for the reaper's tests: reaper processes beside the keys service, and keys made in bulk by SQL."""
 
 import asyncio
-import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
 from uuid import UUID, uuid4
 
 import asyncpg
-import httpx
 import pytest
 
 from services.keys.config import Settings
 from tests.fixtures.directory import Tenant
-from tests.fixtures.processes import ServiceProcess
-from tests.integration.conftest import service_env
-
-StartReaper = Callable[..., Awaitable[ServiceProcess]]
+from tests.fixtures.processes import ServiceProcess, service_env
+from tests.fixtures.reaper import INTERVAL, StartReaper
 
 # One consumer group for the whole run, as one deployment has: a restarted reaper resumes where it left.
 _GROUP = f"reaper-test-{uuid4().hex[:8]}"
@@ -25,7 +19,7 @@ _GROUP = f"reaper-test-{uuid4().hex[:8]}"
 def reaper_env(settings: Settings, keys: str, **overrides: str) -> dict[str, str]:
     env = service_env(settings) | {
         "KEYS_URL": keys,
-        "REAPER_INTERVAL": "1s",
+        "REAPER_INTERVAL": f"{INTERVAL:g}s",
         "REAPER_CONSUMER_GROUP": _GROUP,
     }
     return env | {name.upper(): value for name, value in overrides.items()}
@@ -79,54 +73,3 @@ async def insert_keys(
 @pytest.fixture
 def bulk_keys(pool: asyncpg.Pool, tenant: Tenant) -> Callable[..., Awaitable[list[UUID]]]:
     return lambda count, **kw: insert_keys(pool, tenant.orgs["org-1"], count, **kw)
-
-
-async def remaining(pool: asyncpg.Pool, ids: list[UUID]) -> int:
-    return int(await pool.fetchval("SELECT count(*) FROM keys.api_keys WHERE id = ANY($1)", ids))
-
-
-async def wait_until_gone(pool: asyncpg.Pool, ids: list[UUID], timeout: float) -> float:
-    """Seconds it took for every key of `ids` to be deleted."""
-    started = time.monotonic()
-    while await remaining(pool, ids):
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{await remaining(pool, ids)} of {len(ids)} key(s) still present after {timeout}s")
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, every: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout}s")
-        await asyncio.sleep(every)
-
-
-async def deletions(pool: asyncpg.Pool, ids: list[UUID]) -> list[asyncpg.Record]:
-    """One row per audited deletion of these keys: when, the key's expiry and the details recorded."""
-    return await pool.fetch(
-        """
-        SELECT key_id, at, actor, details, key_name, organization_id,
-               (details->>'expires_at')::timestamptz AS expires_at
-        FROM keys.audit_log WHERE action = 'delete' AND key_id = ANY($1)
-        """,
-        ids,
-    )
-
-
-async def metric(process: ServiceProcess, name: str) -> float:
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"{process.url}/metrics")).text
-    match = re.search(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.MULTILINE)
-    assert match, f"{name} not in /metrics"
-    return float(match.group(1))
-
-
-def lateness(rows: list[asyncpg.Record]) -> list[float]:
-    """Seconds between each key's expiry and its deletion."""
-    return [(r["at"] - r["expires_at"]).total_seconds() for r in rows]
-
-
-def utc(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))

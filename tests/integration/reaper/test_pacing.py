@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from tests.integration.reaper.conftest import StartReaper, deletions, lateness, wait_until_gone
+from tests.fixtures.reaper import StartReaper, deletions, lateness, wait_until_gone
 
 SPREAD = 3
 SLACK = 1.5

@@ -13,10 +13,10 @@ import pytest
 from services.keys.config import Settings
 from shared.kafka import ensure_topics
 from tests.fixtures.directory import Tenant
-from tests.fixtures.processes import ServiceProcess
-from tests.fixtures.random_refs import key_name
-from tests.integration.conftest import Caller, service_env
-from tests.integration.reaper.conftest import StartReaper, deletions, eventually, lateness, metric, wait_until_gone
+from tests.fixtures.keys import Caller, create_key
+from tests.fixtures.processes import ServiceProcess, metric, service_env
+from tests.fixtures.reaper import StartReaper, deletions, lateness, wait_until_gone
+from tests.fixtures.waiting import eventually
 
 LIFETIME = 4.0
 
@@ -50,10 +50,8 @@ async def test_a_created_event_wakes_the_reaper_before_its_interval_is_up(
     await eventually(idle, timeout=20)
     await eventually(consuming, timeout=20)  # joined its consumer group and got its partitions
     async with httpx.AsyncClient(base_url=short_lived_keys.url) as client:
-        caller = Caller.gateway(client, settings, tenant.admins[0])
-        response = await caller.post("/v1/keys", json={"name": key_name(), "organization_id": str(tenant.id)})
-    assert response.status_code == 201, response.text
-    key_id = UUID(response.json()["id"])
+        key = await create_key(Caller.gateway(client, settings, tenant.admins[0]), tenant.id)
+    key_id = UUID(key["id"])
 
     async def woken_for_it() -> bool:
         return await metric(reaper, "keyward_reaper_next_wake_timestamp_seconds") < time.time() + LIFETIME + 1

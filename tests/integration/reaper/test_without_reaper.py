@@ -8,15 +8,16 @@ import asyncpg
 import httpx
 
 from tests.fixtures.directory import Tenant
-from tests.fixtures.processes import ServiceProcess
-from tests.integration.reaper.conftest import StartReaper, metric, remaining
-from tests.integration.reaper.test_reaping import create_key
+from tests.fixtures.keys import create_key
+from tests.fixtures.processes import ServiceProcess, metric
+from tests.fixtures.reaper import StartReaper, remaining
+from tests.fixtures.waiting import eventually
 
 
 async def test_verify_answers_invalid_for_an_expired_key_while_no_reaper_runs(
     keys_server: ServiceProcess, as_admin, tenant: Tenant, pool: asyncpg.Pool, voice_token: str
 ):
-    key = await create_key(as_admin, tenant)
+    key = await create_key(as_admin(tenant.admins[0]), tenant.orgs["org-1"])
     async with httpx.AsyncClient(base_url=keys_server.url, headers={"Authorization": f"Bearer {voice_token}"}) as c:
         assert (await c.post("/v1/keys/verify", json={"key": key["key"]})).json()["valid"] is True
         await pool.execute(
@@ -36,14 +37,17 @@ async def test_a_reaper_that_may_not_delete_reports_the_growing_age_of_the_oldes
     ids = await bulk_keys(1, expires_in=-5)
     # Its token is a real one, but not of a service the keys service lets delete expired keys.
     reaper = await start_reaper(reaper_service_name="voice")
-    await asyncio.sleep(1.5)
-    assert await metric(reaper, "keyward_reaper_pass_failures_total") >= 1
+
+    async def a_pass_failed() -> bool:
+        return await metric(reaper, "keyward_reaper_pass_failures_total") >= 1
+
+    await eventually(a_pass_failed, timeout=10)
     assert await metric(reaper, "keyward_reaper_last_success_timestamp_seconds") == 0
     assert await remaining(pool, ids) == 1
     first = await metric(reaper, "keyward_reaper_oldest_expired_key_age_seconds")
-    assert first >= 6
+    assert first >= 5  # expired 5 s before it was inserted
     started = time.monotonic()
-    await asyncio.sleep(1)
+    await asyncio.sleep(1)  # time passes: the age must grow with it
     later = await metric(reaper, "keyward_reaper_oldest_expired_key_age_seconds")
     assert later >= first + (time.monotonic() - started) - 0.1
 

@@ -7,6 +7,7 @@ import pytest
 from services.reaper import service
 from services.reaper.schemas import ExpiryStatus, ReapResult
 from services.reaper.service import MIN_PAUSE, Reaper
+from tests.fixtures.waiting import stays_true
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 INTERVAL = timedelta(seconds=60)
@@ -259,11 +260,9 @@ async def test_an_earlier_expiry_learnt_while_asleep_brings_the_wake_up_forward(
     r = reaper(FakeKeys([status(now=now)], []))
     await r.run_pass()
     sleeper = asyncio.create_task(r.sleep_until(now + timedelta(seconds=30)))
-    await asyncio.sleep(0.05)
-    assert not sleeper.done()
+    await stays_true(lambda: not sleeper.done(), for_seconds=0.05)
     r.expiry_known(now + timedelta(days=365))  # later than planned: changes nothing
-    await asyncio.sleep(0.05)
-    assert not sleeper.done()
+    await stays_true(lambda: not sleeper.done(), for_seconds=0.05)
     r.expiry_known(r.now() + timedelta(milliseconds=100))
     await asyncio.wait_for(sleeper, 2)
 
@@ -296,8 +295,7 @@ async def test_an_expiry_the_last_pass_had_already_reached_wakes_nothing():
     sleeper = asyncio.create_task(r.sleep_until(now + timedelta(seconds=30)))
     await asyncio.sleep(0.02)
     r.expiry_known(now - timedelta(days=30))  # a created event replayed long after the key was reaped
-    await asyncio.sleep(0.05)
-    assert not sleeper.done()
+    await stays_true(lambda: not sleeper.done(), for_seconds=0.05)
     sleeper.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sleeper

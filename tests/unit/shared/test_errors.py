@@ -61,7 +61,9 @@ async def test_validation_errors_name_each_field_without_echoing_input():
 
 async def test_bodies_over_the_limit_are_413_with_or_without_content_length():
     app = app_raising(RuntimeError())
-    assert (await call(app, "POST", "/echo", json={"name": "x" * 2000})).status_code == 413
+    declared = await call(app, "POST", "/echo", json={"name": "x" * 2000})
+    assert declared.status_code == 413
+    assert declared.json()["error"]["code"] == "payload_too_large"
 
     async def chunks():
         for _ in range(10):
