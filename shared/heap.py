@@ -3,8 +3,8 @@
 Python's cyclic collector now and then examines every tracked object in the oldest generation. After
 startup that is mostly modules, classes, FastAPI's routes and pydantic's validators: over a hundred
 thousand objects that live as long as the process. A burst of short-lived objects (a reap of a thousand
-keys, a relay batch) triggers such a full collection, and the event loop stops for it: issue 6 measured
-verify's p99 at 62-100 ms during a paced reap, 23-30 ms with the startup heap frozen.
+keys, a relay batch) triggers such a full collection, and the event loop stops for it, which verify's p99
+showed during a paced reap (docs/benchmarks.md, "Figures behind the code").
 """
 
 import gc

@@ -17,8 +17,8 @@ from tenacity import AsyncRetrying, before_sleep_log, retry_if_not_exception_typ
 class RememberingPartitioner:
     """aiokafka's default partitioner (murmur2 of the key, as Java's clients do), with each key's hash remembered.
 
-    aiokafka's murmur2 is pure Python: a tenth of the relay's CPU in a burst of events. Message keys are tenant
-    (or system-level organization) ids, a bounded set, so most are hashed once.
+    aiokafka's murmur2 is pure Python, a visible share of the relay's CPU in a burst of events. Message keys
+    are tenant (or system-level organization) ids, a bounded set, so most are hashed once.
     """
 
     def __init__(self, size: int = 65536) -> None:

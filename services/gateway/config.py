@@ -1,3 +1,5 @@
+"""The gateway's settings: where the keys service and the notifier answer, how administrators sign in, sessions."""
+
 from datetime import timedelta
 from typing import ClassVar, Literal
 

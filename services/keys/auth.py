@@ -1,8 +1,8 @@
 """Who is calling: a platform service (bearer token), and the administrator it acts for (signed claim).
 
 Both headers are read from the request, not declared as `Header()` parameters: FastAPI extracts and
-validates declared parameters anew on every request, which cost the list call a tenth of its CPU
-(docs/benchmarks.md, scenario 2). A missing or malformed header is an ordinary 401 here either way.
+validates declared parameters anew on every request, a cost the list call showed (docs/benchmarks.md).
+A missing or malformed header is an ordinary 401 here either way.
 """
 
 from typing import Annotated

@@ -1,3 +1,6 @@
+"""The keys service's settings (and the relay's, when it runs as a process of its own): lifetimes, thresholds,
+the secrets that seal and find keys, and who may call."""
+
 from datetime import timedelta
 from typing import Annotated, ClassVar
 

@@ -1,3 +1,5 @@
+"""The keys service's Prometheus metrics: keys created and deleted, verify outcomes, the relay and the watcher."""
+
 from prometheus_client import Counter, Gauge, Histogram
 
 KEYS_CREATED = Counter("keyward_keys_created_total", "API keys created")

@@ -1,3 +1,5 @@
+"""Request and response models of the keys API: keys, their list and the calls of other platform services."""
+
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID

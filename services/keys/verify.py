@@ -1,9 +1,8 @@
 """The hot path of `POST /v1/keys/verify`, answered before FastAPI's routing and dependency machinery.
 
-Voice clients verify on every sign-in, so this call is most of the service's traffic. Through FastAPI it
-costs about 0.9 ms of Python per request against 0.1 ms for the database round trip; that overhead is
-routing, dependency solving, model validation and four middlewares (issue 6 measured a throughput of
-0.2 of a bare FastAPI endpoint through that path, 0.6 through this one).
+Voice clients verify on every sign-in, so this call is most of the service's traffic. Through FastAPI its
+Python (routing, dependency solving, model validation and four middlewares) cost several times the
+database round trip (figures: docs/benchmarks.md, "Figures behind the code").
 
 Only the ordinary request is answered here: a known service token, a JSON body of at most
 `MAX_BODY_BYTES` that is an object with a string `key`. Anything else (no or a wrong token, another

@@ -1,3 +1,5 @@
+"""The notifier's settings: SMTP, the keys service, the ledger's claims and retries, the sender's pace."""
+
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path

@@ -64,8 +64,8 @@ def batch_dispatcher(
     pool: asyncpg.Pool, on_committed: Callable[[], None]
 ) -> Callable[[list[CloudEvent]], Awaitable[None]]:
     """Events of one partition in one transaction, in their order, each run of one type handed over at once.
-    After a mass expiry that is a hundred thousand `deleted` events: one transaction each kept the notifier
-    busy for about two minutes, at half a core. Any failure rolls the whole batch back (the consumer then
+    After a mass expiry that is a hundred thousand `deleted` events, and a transaction each kept the
+    notifier busy for minutes. Any failure rolls the whole batch back (the consumer then
     hands it to `dispatcher` event by event)."""
 
     async def handle_many(events: list[CloudEvent]) -> None:

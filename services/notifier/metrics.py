@@ -1,3 +1,5 @@
+"""The notifier's Prometheus metrics: e-mails sent and failed per threshold, the ledger, the unrecorded window."""
+
 from collections.abc import Iterable
 from datetime import timedelta
 

@@ -97,7 +97,7 @@ def to_header(email: str, display_name: str) -> bytes:
     """The To header of one administrator, remembered: the same people get every notice of their tenant.
 
     Address validates the address (no CR, LF or second address can ride in it); formataddr writes the
-    header, encoding a non-ASCII name (RFC 2047) at a tenth of the cost of the header registry."""
+    header, encoding a non-ASCII name (RFC 2047) far more cheaply than the header registry."""
     to = Address(addr_spec=email).addr_spec
     return SMTP.fold_binary("To", formataddr((one_line(display_name, 100), to), charset="utf-8"))
 
@@ -222,7 +222,7 @@ class Composer:
     """The e-mails of one fan-out, built and encoded as MIME once, each recipient getting their own To and
     Message-ID in front of it.
 
-    Building and encoding the MIME structure costs about 15 times rendering the templates, and the stock
+    Building and encoding the MIME structure costs much more than rendering the templates, and the stock
     templates say the same to every administrator. A brand whose templates do address each recipient
     (`recipient.name`) still works: they are rendered for every recipient, and a message is rebuilt
     whenever its rendering differs from the previous one.

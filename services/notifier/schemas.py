@@ -1,3 +1,5 @@
+"""Response and request models of the notices API (what the gateway shows on a key's edit page)."""
+
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID

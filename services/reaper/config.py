@@ -1,3 +1,5 @@
+"""The reaper's settings: how often it passes, how fast it deletes, and how a mass expiry is paced."""
+
 from datetime import timedelta
 from typing import ClassVar
 

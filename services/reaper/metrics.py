@@ -1,3 +1,5 @@
+"""The reaper's Prometheus metrics: keys reaped, the oldest expired key still present, its last success."""
+
 from prometheus_client import Counter, Gauge, Histogram
 
 KEYS_REAPED = Counter("keyward_reaper_keys_reaped_total", "Expired keys this process had the keys service delete")

@@ -1,3 +1,5 @@
+"""Request and response models of the organization directory: organizations and administrators."""
+
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 RELAY_LOCK = 0x6B77_7265  # "kwre"
 CHANNEL = "keys_outbox"
-# Events read a time; two batches overlap (one read and queued while Kafka acknowledges the other). In the
-# benchmark, 1,000 relayed 27-36k events/s, 2,000 20-26k and 5,000 15-19k: smaller batches overlap better.
+# Events read a time; two batches overlap (one read and queued while Kafka acknowledges the other), and
+# smaller batches overlap better (docs/benchmarks.md, "Figures behind the code").
 BATCH = 1000
 YIELD_EVERY = 50
 # LISTEN/NOTIFY wakes the relay; this only bounds the wait if a notification is ever missed.
@@ -102,9 +102,8 @@ class OutboxRelay:
         """Publishes every unsent event, a batch at a time, and marks each batch sent once Kafka has it.
 
         While Kafka acknowledges one batch, the next is read and queued behind it, in order: waiting for the
-        database and for Kafka in turn left the relay idle half the time (with 256 KiB producer batches a bare
-        producer went 2.7 times as fast as the relay). Stops at once if the lock's connection died: another
-        replica may be relaying by now.
+        database and for Kafka in turn left the relay idle half the time. Stops at once if the lock's
+        connection died: another replica may be relaying by now.
         """
         confirming: asyncio.Task[None] | None = None
         in_flight: list[int] = []
