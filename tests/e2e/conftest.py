@@ -7,24 +7,22 @@ crosses it at once: its expiry notice really goes out, and the Edit page has a n
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import asyncpg
 import httpx
-import jwt
 import pytest
 from aiosmtpd.controller import Controller
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, async_playwright
 
 from services.keys.directory.importer import import_directory, load
 from shared.kafka import ensure_topics
 from shared.migrate import scratch_database
 from tests.fixtures.processes import ROOT, ServiceProcess, free_port
+from tests.fixtures.stack import AUDIENCE, ISSUER, JWT_SECRET, SESSION_SECRET, Stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -37,30 +35,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-JWT_SECRET = "e2e-gateway-jwt-secret-0123456789abcdef"
-SESSION_SECRET = "e2e-gateway-session-secret-0123456789abcdef"
-ISSUER = "https://idp.e2e.test"
-AUDIENCE = "keyward-console"
 THRESHOLDS = "400d,30d,14d,7d,3d,1d"
 HAS_NOTIFIER = (ROOT / "services/notifier/__main__.py").exists()
-
-
-@dataclass
-class Stack:
-    url: str
-    database_url: str
-    has_notifier: bool
-    organizations: dict[str, str]
-
-    def token(self, username: str) -> str:
-        now = int(time.time())
-        claims = {"sub": username, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600}
-        return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
-
-    def api(self, username: str) -> httpx.AsyncClient:
-        """The gateway's API as a script calls it: a bearer JWT, no cookie, no CSRF token."""
-        headers = {"Authorization": f"Bearer {self.token(username)}"}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
 
 
 class _Accept:
@@ -156,20 +132,6 @@ async def context(browser: Browser, stack: Stack) -> AsyncIterator[BrowserContex
     ctx.set_default_timeout(10_000)
     yield ctx
     await ctx.close()
-
-
-async def sign_in(context: BrowserContext, username: str) -> Page:
-    """Signs in through the development sign-in page and lands on the API Key page."""
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.errors = errors  # type: ignore[attr-defined]
-    await page.goto("/keys")
-    await page.get_by_role("button", name=f"Sign in as {username}", exact=True).click()
-    await page.wait_for_url("**/keys")
-    await page.locator("#keys-table[aria-busy=false]").wait_for(state="attached")
-    return page
 
 
 @pytest.fixture

@@ -6,15 +6,16 @@ import re
 
 from playwright.async_api import BrowserContext, expect
 
-from tests.e2e.conftest import Stack, sign_in
-from tests.e2e.helpers import create_key, create_keys, names, row, search, unique
+from tests.fixtures.console import names, row, search, sign_in
+from tests.fixtures.random_refs import unique
+from tests.fixtures.stack import Stack
 
 
 async def test_select_all_and_delete_removes_every_listed_key_after_confirming(context: BrowserContext, stack: Stack):
     tag = unique("gone").split()[1]
     for i in range(3):
-        await create_key(stack, "acme-admin", "Radiology", f"{tag} {i}")
-    keeper = await create_key(stack, "acme-admin", "Radiology", unique("keeper"))
+        await stack.create_key("acme-admin", "Radiology", f"{tag} {i}")
+    keeper = await stack.create_key("acme-admin", "Radiology", unique("keeper"))
     page = await sign_in(context, "acme-admin")
     await search(page, tag)
     await expect(page.locator("#rows tr")).to_have_count(3)
@@ -34,7 +35,7 @@ async def test_select_all_and_delete_removes_every_listed_key_after_confirming(c
 
 
 async def test_one_key_is_deleted_from_its_actions_menu(context: BrowserContext, stack: Stack):
-    key = await create_key(stack, "acme-admin", "Radiology", unique("Menu delete"))
+    key = await stack.create_key("acme-admin", "Radiology", unique("Menu delete"))
     page = await sign_in(context, "acme-admin")
     await search(page, key["name"])
     await row(page, key["name"]).get_by_role("button", name="Actions").click()
@@ -52,9 +53,9 @@ async def test_one_key_is_deleted_from_its_actions_menu(context: BrowserContext,
 async def test_download_has_every_key_the_list_shows_with_the_entire_key(context: BrowserContext, stack: Stack):
     tag = unique("csv").split()[1]
     # More than one page of the list: the file has them all.
-    keys = await create_keys(stack, "globex-admin", "South Campus", [f"{tag} {i:02}" for i in range(60)])
+    keys = await stack.create_keys("globex-admin", "South Campus", [f"{tag} {i:02}" for i in range(60)])
     made = {k["name"]: k["key"] for k in keys}
-    await create_key(stack, "globex-admin", "North Campus", f"{tag} elsewhere")
+    await stack.create_key("globex-admin", "North Campus", f"{tag} elsewhere")
     page = await sign_in(context, "globex-admin")
     await page.get_by_role("combobox", name="Organization", exact=True).select_option(
         value=stack.organizations["South Campus"]
@@ -73,7 +74,7 @@ async def test_download_has_every_key_the_list_shows_with_the_entire_key(context
 
 
 async def test_copy_key_to_clipboard_copies_the_entire_key(new_context, stack: Stack):
-    key = await create_key(stack, "acme-admin", "Acme Health", unique("Clipboard"))
+    key = await stack.create_key("acme-admin", "Acme Health", unique("Clipboard"))
     context = await new_context(permissions=["clipboard-read", "clipboard-write"])
     page = await sign_in(context, "acme-admin")
     await search(page, key["name"])
@@ -84,7 +85,7 @@ async def test_copy_key_to_clipboard_copies_the_entire_key(new_context, stack: S
 
 
 async def test_the_edit_page_shows_the_entire_key_its_notices_and_renames(context: BrowserContext, stack: Stack):
-    key = await create_key(stack, "acme-admin", "Cardiology", unique("Edit desk"))
+    key = await stack.create_key("acme-admin", "Cardiology", unique("Edit desk"))
     page = await sign_in(context, "acme-admin")
     await search(page, key["name"])
     await row(page, key["name"]).locator(".col-org").dblclick()
@@ -116,7 +117,7 @@ async def test_the_edit_page_shows_the_entire_key_its_notices_and_renames(contex
 
 
 async def test_edit_api_key_from_the_actions_menu_opens_the_edit_page(context: BrowserContext, stack: Stack):
-    key = await create_key(stack, "acme-admin", "Cardiology", unique("Menu edit"))
+    key = await stack.create_key("acme-admin", "Cardiology", unique("Menu edit"))
     page = await sign_in(context, "acme-admin")
     await search(page, key["name"])
     await row(page, key["name"]).get_by_role("button", name="Actions").click()
@@ -126,7 +127,7 @@ async def test_edit_api_key_from_the_actions_menu_opens_the_edit_page(context: B
 
 
 async def test_the_keyboard_selects_a_row_with_space_and_works_the_actions_menu(context: BrowserContext, stack: Stack):
-    key = await create_key(stack, "acme-admin", "Radiology", unique("Keyboard"))
+    key = await stack.create_key("acme-admin", "Radiology", unique("Keyboard"))
     page = await sign_in(context, "acme-admin")
     await search(page, key["name"])
     await page.get_by_role("checkbox", name="Select all").focus()

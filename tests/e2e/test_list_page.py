@@ -4,8 +4,10 @@ import re
 
 from playwright.async_api import BrowserContext, expect
 
-from tests.e2e.conftest import Stack, sign_in
-from tests.e2e.helpers import create_key, create_keys, create_org, names, search, settled, unique
+from tests.fixtures.console import names, search, settled, sign_in
+from tests.fixtures.keys import create_key
+from tests.fixtures.random_refs import unique
+from tests.fixtures.stack import Stack
 
 
 async def test_an_administrator_signs_in_and_sees_the_page_the_seed_describes(context: BrowserContext):
@@ -51,7 +53,7 @@ async def test_creating_a_key_shows_it_once_with_a_copy_button_and_then_in_the_l
 
 async def test_a_name_already_taken_is_explained_next_to_the_field(context: BrowserContext, stack: Stack):
     name = unique("Taken")
-    await create_key(stack, "acme-admin", "Acme Health", name)
+    await stack.create_key("acme-admin", "Acme Health", name)
     page = await sign_in(context, "acme-admin")
     await page.get_by_role("button", name="New").click()
     dialog = page.get_by_role("dialog", name="Add API Key")
@@ -63,8 +65,8 @@ async def test_a_name_already_taken_is_explained_next_to_the_field(context: Brow
 
 async def test_search_finds_keys_by_part_of_a_name_an_organization_or_a_creator(context: BrowserContext, stack: Stack):
     tag = unique("zeb").split()[1]
-    await create_key(stack, "acme-ops", "Cardiology Night Shift", f"Nurse station {tag}")
-    await create_key(stack, "acme-admin", "Radiology", f"Scanner {tag}")
+    await stack.create_key("acme-ops", "Cardiology Night Shift", f"Nurse station {tag}")
+    await stack.create_key("acme-admin", "Radiology", f"Scanner {tag}")
     page = await sign_in(context, "admin")
     await search(page, tag[2:7])
     assert sorted(await names(page)) == [f"Nurse station {tag}", f"Scanner {tag}"]
@@ -80,14 +82,14 @@ async def test_search_finds_keys_by_part_of_a_name_an_organization_or_a_creator(
 
 async def test_choosing_an_organization_lists_exactly_the_keys_at_and_below_it(context: BrowserContext, stack: Stack):
     branch = unique("Branch")
-    parent = await create_org(stack, "acme-admin", stack.organizations["Acme Health"], branch)
-    child = await create_org(stack, "acme-admin", parent, unique("Ward"))
-    sibling = await create_org(stack, "acme-admin", stack.organizations["Acme Health"], unique("Sibling"))
+    parent = await stack.create_org("acme-admin", stack.organizations["Acme Health"], branch)
+    child = await stack.create_org("acme-admin", parent, unique("Ward"))
+    sibling = await stack.create_org("acme-admin", stack.organizations["Acme Health"], unique("Sibling"))
     expected = set()
     async with stack.api("acme-admin") as api:
         for org_id in (parent, child, parent, sibling):
             name = unique("k")
-            assert (await api.post("/api/v1/keys", json={"name": name, "organization_id": org_id})).status_code == 201
+            await create_key(api, org_id, name)
             if org_id != sibling:
                 expected.add(name)
     page = await sign_in(context, "acme-admin")
@@ -103,7 +105,7 @@ async def test_choosing_an_organization_lists_exactly_the_keys_at_and_below_it(c
 async def test_sorting_by_a_column_header_and_back(context: BrowserContext, stack: Stack):
     tag = unique("sort").split()[1]
     for who, name in (("acme-ops", "b"), ("acme-admin", "c"), ("acme-ops", "a")):
-        await create_key(stack, who, "Cardiology", f"{tag} {name}")
+        await stack.create_key(who, "Cardiology", f"{tag} {name}")
     page = await sign_in(context, "acme-admin")
     await search(page, tag)
     assert await names(page) == [f"{tag} a", f"{tag} b", f"{tag} c"]
@@ -120,7 +122,7 @@ async def test_sorting_by_a_column_header_and_back(context: BrowserContext, stac
 
 async def test_many_keys_page_in_by_cursor_as_the_list_scrolls(context: BrowserContext, stack: Stack):
     tag = unique("bulk").split()[1]
-    await create_keys(stack, "globex-admin", "North Campus", [f"{tag} {i:03}" for i in range(120)])
+    await stack.create_keys("globex-admin", "North Campus", [f"{tag} {i:03}" for i in range(120)])
     page = await sign_in(context, "globex-admin")
     await search(page, tag)
     await expect(page.locator("#rows tr")).to_have_count(50)

@@ -2,8 +2,9 @@
 
 from playwright.async_api import BrowserContext, expect
 
-from tests.e2e.conftest import Stack, sign_in
-from tests.e2e.helpers import create_key, names, row, search, unique
+from tests.fixtures.console import names, row, search, sign_in
+from tests.fixtures.random_refs import unique
+from tests.fixtures.stack import Stack
 
 
 async def test_a_second_browser_sees_keys_appear_change_and_go_without_reloading(new_context, stack: Stack):
@@ -27,7 +28,7 @@ async def test_a_second_browser_sees_keys_appear_change_and_go_without_reloading
 
 
 async def test_a_tenant_administrator_cannot_reach_another_tenants_key(context: BrowserContext, stack: Stack):
-    theirs = await create_key(stack, "globex-admin", "North Campus", unique("Globex secret"))
+    theirs = await stack.create_key("globex-admin", "North Campus", unique("Globex secret"))
     page = await sign_in(context, "acme-admin")
     menu = await page.get_by_role("combobox", name="Organization", exact=True).locator("option").all_text_contents()
     assert not any("Globex" in o or "Campus" in o for o in menu)
@@ -61,8 +62,8 @@ async def test_a_tenant_administrator_cannot_reach_another_tenants_key(context: 
 
 async def test_a_system_administrator_sees_every_tenants_keys(context: BrowserContext, stack: Stack):
     tag = unique("everyone").split()[1]
-    await create_key(stack, "globex-admin", "North Campus", f"{tag} globex")
-    await create_key(stack, "acme-admin", "Radiology", f"{tag} acme")
+    await stack.create_key("globex-admin", "North Campus", f"{tag} globex")
+    await stack.create_key("acme-admin", "Radiology", f"{tag} acme")
     page = await sign_in(context, "admin")
     await search(page, tag)
     assert await names(page) == [f"{tag} acme", f"{tag} globex"]
@@ -71,14 +72,14 @@ async def test_a_system_administrator_sees_every_tenants_keys(context: BrowserCo
 
 async def test_a_live_update_leaves_unchanged_rows_alone(context: BrowserContext, stack: Stack):
     tag = unique("steady").split()[1]
-    await create_key(stack, "acme-admin", "Cardiology", f"{tag} first")
+    await stack.create_key("acme-admin", "Cardiology", f"{tag} first")
     page = await sign_in(context, "acme-admin")
     await search(page, tag)
     await expect(page.locator("#rows .key-name")).to_have_text([f"{tag} first"])
     # Mark the row element itself: a re-render would replace it and lose the mark.
     await page.locator("#rows tr").first.evaluate("tr => { tr.steady = true; }")
     await page.get_by_role("checkbox", name=f"Select {tag} first").focus()
-    await create_key(stack, "acme-ops", "Cardiology", f"{tag} second")
+    await stack.create_key("acme-ops", "Cardiology", f"{tag} second")
     await expect(page.locator("#rows .key-name")).to_have_text([f"{tag} first", f"{tag} second"], timeout=15_000)
     assert await page.locator("#rows tr").first.evaluate("tr => tr.steady === true")
     await expect(page.get_by_role("checkbox", name=f"Select {tag} first")).to_be_focused()

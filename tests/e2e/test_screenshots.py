@@ -9,8 +9,10 @@ from pathlib import Path
 import asyncpg
 from playwright.async_api import Page, expect
 
-from tests.e2e.conftest import Stack, sign_in
+from tests.fixtures.console import sign_in
+from tests.fixtures.keys import create_key
 from tests.fixtures.processes import ROOT
+from tests.fixtures.stack import Stack
 
 DEMO_KEYS = [
     ("Front desk kiosk", "Contoso Health"),
@@ -26,16 +28,10 @@ DEMO_KEYS = [
 
 async def _contoso(stack: Stack) -> dict[str, str]:
     """A tenant of its own, so the pictures show only their keys."""
-    orgs: dict[str, str] = {}
+    orgs = {"Contoso Health": await stack.create_org("admin", stack.organizations["Keyward"], "Contoso Health")}
+    for name in ("Emergency", "Pediatrics", "Radiology Reading"):
+        orgs[name] = await stack.create_org("admin", orgs["Contoso Health"], name)
     async with stack.api("admin") as api:
-        tenant = await api.post(
-            "/api/v1/organizations", json={"name": "Contoso Health", "parent_id": stack.organizations["Keyward"]}
-        )
-        assert tenant.status_code == 201, tenant.text
-        orgs["Contoso Health"] = tenant.json()["id"]
-        for name in ("Emergency", "Pediatrics", "Radiology Reading"):
-            child = await api.post("/api/v1/organizations", json={"name": name, "parent_id": orgs["Contoso Health"]})
-            orgs[name] = child.json()["id"]
         admin = {
             "username": "contoso-admin",
             "email": "it@contoso.example.com",
@@ -43,12 +39,11 @@ async def _contoso(stack: Stack) -> dict[str, str]:
             "level": "tenant",
             "organization_id": orgs["Contoso Health"],
         }
-        assert (await api.post("/api/v1/administrators", json=admin)).status_code == 201
+        created = await api.post("/api/v1/administrators", json=admin)
+        assert created.status_code == 201, created.text
     async with stack.api("contoso-admin") as api:
         for name, org in DEMO_KEYS:
-            assert (
-                await api.post("/api/v1/keys", json={"name": name, "organization_id": orgs[org]})
-            ).status_code == 201
+            await create_key(api, orgs[org], name)
     # One key close to its end, to show the days left (the API cannot make one: a key lives a year).
     conn = await asyncpg.connect(stack.database_url)
     try:
