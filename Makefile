@@ -39,8 +39,9 @@ seed: migrate ## import the demo directory (organizations and administrators)
 run: $(STAMP) stack-up seed ## start everything and print the console URL; Ctrl-C stops it all
 	$(ENV) bash deploy/local/run.sh
 
-test: $(STAMP) stack-up ## the whole suite: real PostgreSQL, Kafka, SMTP server and Chromium
+test: $(STAMP) stack-up ## the whole suite: deploy-check first, then real PostgreSQL, Kafka, SMTP server and Chromium
 	bash tests/e2e/install-chromium.sh
+	PY=$(PY) bash deploy/tools/deploy-check.sh
 	$(PYTEST) tests/unit tests/integration tests/e2e
 
 test-unit: $(STAMP) ## unit tests (no I/O)
@@ -68,7 +69,7 @@ bench: $(STAMP) stack-up ## quick benchmarks (ratios against baselines measured 
 bench-full: $(STAMP) stack-up ## the benchmarks at the sizes of issue 6 (about eight minutes)
 	$(ENV) $(PY) -m bench --full
 
-deploy-check: $(STAMP) ## render every kustomize overlay and list what it creates
+deploy-check: $(STAMP) ## render every kustomize build, validate it (kubeconform, vendored schemas), check and test the alerts (promtool)
 	PY=$(PY) bash deploy/tools/deploy-check.sh
 
 clean: ## remove the virtualenv and caches (not the stack's data)

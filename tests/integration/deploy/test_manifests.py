@@ -1,18 +1,22 @@
-"""The kustomize overlays: they build, validate against the Kubernetes schemas and the CRDs, and hang together."""
+"""The kustomize builds: they render, validate against the real schemas (kubeconform, strict, offline: the
+Kubernetes kinds against Kubernetes' own, the custom resources against their CRDs'), and hang together."""
 
+import copy
+import importlib.util
 import json
-from pathlib import Path
+import re
 
-import jsonschema
-import kubernetes_validate
 import pytest
+import yaml
 
-from tests.integration.deploy.conftest import OVERLAYS, ROOT
+from shared.durations import parse_duration
+from tests.integration.deploy.conftest import BUILDS, OVERLAYS, ROOT, TOPICS
 from tests.integration.deploy.manifests import (
     COMMANDS,
     PORTS,
     SERVICES,
     all_containers,
+    config_data,
     deployment,
     environment,
     main_container,
@@ -21,50 +25,64 @@ from tests.integration.deploy.manifests import (
     pod_templates,
 )
 
-# The oldest Kubernetes minor the manifests must apply to; kubernetes-validate bundles its schemas.
-KUBERNETES_VERSION = "1.30"
-CRDS = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
-    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
-    ("kafka.strimzi.io/v1beta2", "KafkaTopic"): "kafkatopic-kafka.strimzi.io-v1beta2.json",
-}
-CRD_DIR = Path(__file__).parent / "crds"
+_spec = importlib.util.spec_from_file_location("deploy_check", ROOT / "deploy/tools/deploy_check.py")
+assert _spec and _spec.loader
+deploy_check = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(deploy_check)
 
 
-def validate(doc: dict) -> None:
-    crd = CRDS.get((doc["apiVersion"], doc["kind"]))
-    if crd:
-        jsonschema.validate(doc, json.loads((CRD_DIR / crd).read_text()))
-    else:
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+def kubeconform_errors(kubeconform: str, docs: list[dict]) -> str:
+    """What kubeconform says of `docs` ("" when every one is valid)."""
+    result = deploy_check.validate(kubeconform, yaml.safe_dump_all(docs))
+    return "" if result.returncode == 0 else result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_resource_of_the_overlay_validates_against_the_kubernetes_schemas_or_its_crd(rendered, overlay):
-    errors = []
-    for doc in rendered[overlay]:
-        try:
-            validate(doc)
-        except (jsonschema.ValidationError, kubernetes_validate.SchemaNotFoundError) as exc:
-            errors.append(f"{doc['kind']}/{doc['metadata']['name']}: {getattr(exc, 'message', exc)}")
-    assert not errors, "\n".join(errors)
+@pytest.mark.parametrize("build", BUILDS)
+def test_every_resource_validates_against_the_kubernetes_schemas_or_its_crds_schema(rendered_text, kubeconform, build):
+    result = deploy_check.validate(kubeconform, rendered_text[build])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Skipped: 0" in result.stdout and "Invalid: 0" in result.stdout, result.stdout
 
 
-def test_the_schemas_refuse_a_misspelled_field_and_a_topic_without_its_cluster(rendered):
+def test_the_schemas_refuse_misspelled_fields_removed_api_versions_and_what_a_crd_requires(rendered, kubeconform):
     docs = rendered["prod"]
-    deploy = json.loads(json.dumps(deployment(docs, "keys")))
+    deploy = copy.deepcopy(deployment(docs, "keys"))
     deploy["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/readyz"
-    rule = json.loads(json.dumps(one(docs, "PrometheusRule", "keyward")))
+    rule = copy.deepcopy(one(docs, "PrometheusRule", "keyward"))
     rule["spec"]["groups"][0]["rules"][0]["expression"] = rule["spec"]["groups"][0]["rules"][0].pop("expr")
-    topic = json.loads(json.dumps(one(docs, "KafkaTopic", "apikeys.lifecycle")))
-    del topic["metadata"]["labels"]["strimzi.io/cluster"]
-    for broken in (deploy, rule, topic):
-        with pytest.raises(jsonschema.ValidationError):
-            validate(broken)
+    monitor = copy.deepcopy(one(docs, "ServiceMonitor", "keyward-keys"))
+    monitor["spec"]["endpoints"][0]["scrapeIntervall"] = "30s"
+    topic = one(rendered[TOPICS["prod"]], "KafkaTopic", "apikeys.lifecycle")
+    removed_version = copy.deepcopy(topic) | {"apiVersion": "kafka.strimzi.io/v1beta2"}  # gone in Strimzi 1.0
+    no_spec = {k: v for k, v in topic.items() if k != "spec"}  # required by v1
+    misspelled = copy.deepcopy(topic)
+    misspelled["spec"]["replicationFactor"] = misspelled["spec"].pop("replicas")
+    assert kubeconform_errors(kubeconform, [topic]) == ""
+    for broken in (deploy, rule, monitor, removed_version, no_spec, misspelled):
+        assert kubeconform_errors(kubeconform, [broken]), f"accepted: {broken['kind']} {broken.get('spec', '')}"
+
+
+def test_the_vendored_schemas_are_the_ones_their_readme_names():
+    readme = (ROOT / "deploy/schemas/README.md").read_text()
+    vendor = (ROOT / "deploy/tools/schemas/vendor.sh").read_text()
+    for source, version in (
+        ("kubernetes", f"v{deploy_check.KUBERNETES_VERSION}"),
+        ("strimzi", deploy_check.STRIMZI_VERSION),
+        ("prometheus-operator", deploy_check.PROMETHEUS_OPERATOR_VERSION),
+    ):
+        assert (ROOT / "deploy/schemas" / f"{source}-{version}").is_dir(), f"{source}-{version}"
+        assert version in readme and f"={version}" in vendor, f"{source} {version}"
+    assert sorted(p.name for p in (ROOT / "deploy/schemas").iterdir() if p.is_dir()) == sorted(
+        [
+            f"kubernetes-v{deploy_check.KUBERNETES_VERSION}",
+            f"strimzi-{deploy_check.STRIMZI_VERSION}",
+            f"prometheus-operator-{deploy_check.PROMETHEUS_OPERATOR_VERSION}",
+        ]
+    ), "one version of each source"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_each_service_has_its_deployment_service_budget_and_monitor_and_the_gateway_its_ingress(rendered, overlay):
+def test_each_service_has_its_deployment_service_budget_and_monitor(rendered, overlay):
     docs = rendered[overlay]
     for service in SERVICES:
         name = f"keyward-{service}"
@@ -89,16 +107,35 @@ def test_each_service_has_its_deployment_service_budget_and_monitor_and_the_gate
         scaled = one(docs, "Deployment", hpa["spec"]["scaleTargetRef"]["name"])
         assert "replicas" not in scaled["spec"], "an autoscaled Deployment must leave replicas to its HPA"
         assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
-    (ingress,) = of_kind(docs, "Ingress")
-    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend == {"name": "keyward-gateway", "port": {"name": "http"}}
 
 
-def test_production_runs_at_least_three_replicas_of_the_autoscaled_services_and_tls(rendered):
+def test_production_runs_at_least_three_replicas_of_the_autoscaled_services_and_serves_the_console_over_tls(rendered):
     docs = rendered["prod"]
     assert all(h["spec"]["minReplicas"] >= 3 for h in of_kind(docs, "HorizontalPodAutoscaler"))
     (ingress,) = of_kind(docs, "Ingress")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "keyward-gateway", "port": {"name": "http"}}
     assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_console_where_anyone_signs_in_as_anyone_is_not_published(rendered, overlay):
+    """AUTH_MODE=dev lists the directory on the sign-in page and lets anyone be anyone: such a console is
+    reached only through `kubectl port-forward`, never through an Ingress (let alone a plain-HTTP one)."""
+    docs = rendered[overlay]
+    auth_mode = config_data(
+        docs,
+        next(
+            c["metadata"]["name"]
+            for c in of_kind(docs, "ConfigMap")
+            if c["metadata"]["name"].startswith("keyward-config")
+        ),
+    )["AUTH_MODE"]
+    ingresses = of_kind(docs, "Ingress")
+    if auth_mode == "dev":
+        assert ingresses == [], f"{overlay}: AUTH_MODE=dev published by an Ingress"
+    for ingress in ingresses:
+        assert ingress["spec"].get("tls"), f"{overlay}: the console over plain HTTP"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -128,13 +165,11 @@ def test_every_container_runs_as_non_root_on_a_read_only_root_without_capabiliti
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_each_service_is_probed_and_drains_before_its_grace_period_ends(rendered, overlay):
+def test_each_service_is_probed_and_stops_with_a_pre_stop_pause(rendered, overlay):
+    """(test_shutdown_budget.py adds the pause to the code's stop and holds the sum to the grace period.)"""
     docs = rendered[overlay]
-    # uvicorn's timeout_graceful_shutdown in each services/<name>/__main__.py, plus the lifespan's own stop.
-    drain = {"keys": 20, "keys-relay": 20, "notifier": 20, "reaper": 20, "gateway": 5}
     for service in SERVICES:
         package, command, port_variable = COMMANDS[service]
-        pod = deployment(docs, service)["spec"]["template"]["spec"]
         container = main_container(docs, service)
         assert container["args"] == [f"services.{package}", command]
         assert (ROOT / "services" / package / "__main__.py").exists()  # the commands run in tests of their own
@@ -145,7 +180,6 @@ def test_each_service_is_probed_and_drains_before_its_grace_period_ends(rendered
         assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         command = container["lifecycle"]["preStop"]["exec"]["command"]
         assert command[0] == "sleep" and 2 <= int(command[1]) <= 15, command
-        assert pod["terminationGracePeriodSeconds"] >= int(command[1]) + drain[service] + 5, service
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -179,16 +213,59 @@ def test_topics_have_the_local_stacks_partitions_and_the_dead_letter_retention(r
             topic, count, *options = line.split()
             local[topic] = (int(count), dict(o.split("=", 1) for o in options))
     for overlay in OVERLAYS:
-        topics = {t["metadata"]["name"]: t for t in of_kind(rendered[overlay], "KafkaTopic")}
+        topics = {t["metadata"]["name"]: t for t in of_kind(rendered[TOPICS[overlay]], "KafkaTopic")}
         assert set(topics) == set(local)
         for name, (partitions, configs) in local.items():
+            assert topics[name]["apiVersion"] == "kafka.strimzi.io/v1", "v1beta2 is gone from Strimzi 1.0"
             assert topics[name]["spec"]["partitions"] == partitions
             for key, value in configs.items():
                 assert str(topics[name]["spec"]["config"][key]) == value
             assert topics[name]["metadata"]["namespace"] == "kafka", "topics stay with their Kafka cluster"
-    assert (
-        one(rendered["prod"], "KafkaTopic", "apikeys.lifecycle.dlq")["spec"]["config"]["retention.ms"] == 14 * 86400_000
-    )
+    dlq = one(rendered[TOPICS["prod"]], "KafkaTopic", "apikeys.lifecycle.dlq")
+    assert dlq["spec"]["config"]["retention.ms"] == 14 * 86400_000
+    assert one(rendered[TOPICS["prod"]], "KafkaTopic", "apikeys.lifecycle")["spec"]["replicas"] == 3
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_deleting_the_application_does_not_delete_its_topics(rendered, overlay):
+    """The Topic Operator deletes a topic, and its events, with its KafkaTopic: the topics are a build of their
+    own (deploy/k8s/topics/), which `kubectl delete -k deploy/k8s/overlays/<env>` does not touch."""
+    assert of_kind(rendered[overlay], "KafkaTopic") == []
+    assert {d["kind"] for d in rendered[TOPICS[overlay]]} == {"KafkaTopic"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_outbox_keeps_sent_events_longer_than_the_topic_so_older_ones_can_be_replayed_from_it(rendered, overlay):
+    docs = rendered[overlay]
+    relay_env, _ = environment(docs, main_container(docs, "keys-relay"))
+    kept = parse_duration(relay_env["OUTBOX_RETENTION"]).total_seconds()
+    topic = one(rendered[TOPICS[overlay]], "KafkaTopic", "apikeys.lifecycle")
+    assert kept > topic["spec"]["config"]["retention.ms"] / 1000, "events older than the topic's retention are lost"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_images_are_pulled_again_for_a_moving_tag_and_pinned_by_digest_in_production(rendered, overlay):
+    for where, template in pod_templates(rendered[overlay]):
+        for container in all_containers(template):
+            image, policy = container["image"], container.get("imagePullPolicy")
+            if overlay == "prod":
+                assert re.fullmatch(r"[\w./-]+(:[\w.-]+)?@sha256:[0-9a-f]{64}", image), f"{where}: {image}"
+            else:
+                assert "@sha256:" not in image and policy == "Always", f"{where}: {image} {policy}"
+
+
+def test_production_spreads_replicas_over_zones_strictly_so_losing_a_zone_leaves_every_service_running(rendered):
+    for service in SERVICES:
+        spec = deployment(rendered["prod"], service)["spec"]["template"]["spec"]
+        (zone,) = [c for c in spec["topologySpreadConstraints"] if c["topologyKey"] == "topology.kubernetes.io/zone"]
+        assert zone["whenUnsatisfiable"] == "DoNotSchedule", service
+        assert zone["maxSkew"] == 1 and "pod-template-hash" in zone["matchLabelKeys"], service
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_deployment_has_a_progress_deadline_that_kube_state_metrics_reports(rendered, overlay):
+    for service in SERVICES:
+        assert deployment(rendered[overlay], service)["spec"]["progressDeadlineSeconds"] == 600, service
 
 
 def test_the_dashboard_ships_as_a_configmap_the_grafana_sidecar_loads(rendered):

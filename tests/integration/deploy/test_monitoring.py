@@ -2,6 +2,7 @@
 has its entry in docs/operations.md."""
 
 import asyncio
+import importlib.util
 import json
 import re
 import subprocess
@@ -11,12 +12,18 @@ from uuid import uuid4
 
 import httpx
 import pytest
+import yaml
 
 from services.keys.config import Settings
 from tests.fixtures.processes import ServiceProcess
 from tests.integration.conftest import service_env
 from tests.integration.deploy.conftest import ROOT
 from tests.integration.deploy.manifests import one
+
+_spec = importlib.util.spec_from_file_location("deploy_check", ROOT / "deploy/tools/deploy_check.py")
+assert _spec and _spec.loader
+deploy_check = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(deploy_check)
 
 # Series Prometheus makes itself for every target.
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
@@ -80,12 +87,19 @@ def test_metric_names_are_read_out_of_promql():
 
 
 @pytest.fixture(scope="module")
-async def scraped(settings: Settings, keys_server: ServiceProcess) -> AsyncIterator[set[str]]:
-    """The series names the four services export, each running as the process a pod runs."""
+def scraped(pages: dict[str, str]) -> set[str]:
+    """The series names the services export."""
+    return set().union(*(exported_names(text) for text in pages.values()))
+
+
+@pytest.fixture(scope="module")
+async def pages(settings: Settings, keys_server: ServiceProcess) -> AsyncIterator[dict[str, str]]:
+    """Each service's /metrics page right after its start, each running as the process a pod runs."""
     env = service_env(settings) | {"KEYS_URL": keys_server.url, "REAPER_INTERVAL": "1h"}
+    env |= {"EXPIRY_NOTICE_THRESHOLDS": "30d,14d,7d,3d,1d"}
     others = [
-        ServiceProcess("notifier", env | {"NOTIFIER_CONSUMER_GROUP": f"deploy-{uuid4().hex[:8]}"}),
-        ServiceProcess("reaper", env | {"REAPER_CONSUMER_GROUP": f"deploy-{uuid4().hex[:8]}"}),
+        ServiceProcess("notifier", env | {"NOTIFIER_CONSUMER_GROUP": f"deploy-n-{uuid4().hex[:8]}"}),
+        ServiceProcess("reaper", env | {"REAPER_CONSUMER_GROUP": f"deploy-r-{uuid4().hex[:8]}"}),
     ]
     started: list[ServiceProcess] = []
     try:
@@ -102,7 +116,7 @@ async def scraped(settings: Settings, keys_server: ServiceProcess) -> AsyncItera
             },
         )
         started.append(await gateway.start())
-        names: set[str] = set()
+        texts: dict[str, str] = {}
         async with httpx.AsyncClient() as client:
             # Verify once so the request histogram has the verify route (its labels appear with a request).
             token = settings.service_tokens.split(",")[-1].split(":", 1)[1]
@@ -112,8 +126,8 @@ async def scraped(settings: Settings, keys_server: ServiceProcess) -> AsyncItera
             for process in [keys_server, *started]:
                 response = await client.get(f"{process.url}/metrics")
                 assert response.status_code == 200, process.name
-                names |= exported_names(response.text)
-        yield names
+                texts[process.name] = response.text
+        yield texts
     finally:
         await asyncio.gather(*(p.stop(timeout=20) for p in started))
 
@@ -140,10 +154,53 @@ def test_the_dashboard_file_is_what_its_generator_writes():
     assert result.returncode == 0, result.stderr
 
 
-def test_every_alert_says_what_it_means_in_the_operations_guide(rendered):
+def test_every_alert_says_what_it_means_in_the_operations_guide_at_a_full_runbook_url_from_one_base(rendered):
     guide = (ROOT / "docs/operations.md").read_text()
     anchors = set(re.findall(r"^#### (Keyward\w+)$", guide, re.MULTILINE))
+    base = one(rendered["prod"], "PrometheusRule", "keyward")["metadata"]["annotations"]["keyward.io/runbook-base"]
+    assert re.fullmatch(r"https://[^#\s]+/docs/operations\.md", base), base
     for rule in alert_rules(rendered["prod"]):
         assert rule["alert"] in anchors, f"docs/operations.md has no '#### {rule['alert']}'"
-        assert rule["annotations"]["runbook"] == f"docs/operations.md#{rule['alert'].lower()}"
+        assert rule["annotations"]["runbook_url"] == f"{base}#{rule['alert'].lower()}"
+        assert set(rule["annotations"]) == {"summary", "runbook_url"}, rule["alert"]
         assert rule["labels"]["severity"] in ("warning", "critical")
+
+
+def test_every_alert_has_a_rule_test_where_it_fires_and_one_where_it_stays_quiet(rendered):
+    tests = yaml.safe_load(deploy_check.RULE_TESTS.read_text())["tests"]
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for test in tests:
+        for case in test.get("alert_rule_test", []):
+            (fires if case.get("exp_alerts") else quiet).add(case["alertname"])
+    alerts = {rule["alert"] for rule in alert_rules(rendered["prod"])}
+    assert alerts - fires == set(), "alerts never shown firing"
+    assert alerts - quiet == set(), "alerts never shown quiet on a healthy series"
+    assert fires | quiet <= alerts, "tests of alerts that do not exist"
+
+
+def test_the_rules_are_valid_and_their_tests_pass(rendered, promtool):
+    for result in deploy_check.check_rules(promtool, deploy_check.rule_groups(rendered["prod"])):
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def sample(page: str, name: str, **labels: str) -> float | None:
+    for line in page.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            if found == labels:
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_the_counters_alerts_read_with_increase_exist_at_zero_from_the_start(pages):
+    """A series born at its first increment reads as no increase: the first dead letter or refused e-mail
+    would never alert. Each exists at 0 as soon as the service has started."""
+    for service in ("notifier", "reaper"):
+        (group,) = set(re.findall(r'keyward_events_dead_lettered_total\{group="([^"]+)"\} 0\.0', pages[service]))
+        assert group.startswith(f"deploy-{service[0]}-"), (service, group)
+    for threshold in ("30d", "14d", "7d", "3d", "1d"):
+        assert (
+            sample(pages["notifier"], "keyward_notifier_emails_failed_total", threshold=threshold, kind="permanent")
+            == 0.0
+        ), threshold

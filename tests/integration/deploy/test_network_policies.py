@@ -1,6 +1,7 @@
 """The NetworkPolicies, evaluated as Kubernetes does (a pod with policies of a type accepts only what one of
 them allows): who may reach each service, and what each service may reach."""
 
+import ipaddress
 from dataclasses import dataclass, field
 
 import pytest
@@ -39,18 +40,30 @@ STRANGER = pod("other-team", app="anything")
 KAFKA_BROKER = pod("kafka", **{"strimzi.io/cluster": "keyward", "strimzi.io/kind": "Kafka"})
 KUBE_DNS = pod("kube-system", **{"k8s-app": "kube-dns"})
 OUTSIDE = Peer(ip="203.0.113.10")
+# Production's PostgreSQL and SMTP relay: the addresses the prod overlay narrows egress to.
+PROD_DATABASE = Peer(ip="192.0.2.10")
+PROD_SMTP = Peer(ip="192.0.2.25")
 
 
 def matches(selector: dict | None, labels: dict[str, str]) -> bool:
     if selector is None:
         return True
-    assert set(selector) <= {"matchLabels"}, f"evaluator knows matchLabels only: {selector}"
+    assert set(selector) <= {"matchLabels", "matchExpressions"}, f"evaluator knows no more: {selector}"
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", f"evaluator knows In only: {expression}"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
     return selector.get("matchLabels", {}).items() <= labels.items()
 
 
 def peer_matches(rule_peer: dict, peer: Peer, policy_namespace: str) -> bool:
     if "ipBlock" in rule_peer:
-        return peer.ip is not None  # the overlays narrow addresses; any ipBlock is "outside"
+        if peer.ip is None:
+            return False
+        address, block = ipaddress.ip_address(peer.ip), rule_peer["ipBlock"]
+        return address in ipaddress.ip_network(block["cidr"]) and not any(
+            address in ipaddress.ip_network(other) for other in block.get("except", [])
+        )
     if peer.ip is not None:
         return False
     if "namespaceSelector" in rule_peer:
@@ -128,13 +141,14 @@ def test_each_service_reaches_its_dependencies_and_nothing_else(rendered, overla
     docs = rendered[overlay]
     config = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].startswith("keyward-config"))["data"]
     smtp_port = int(config["SMTP_PORT"])
-    smtp = pod(NAMESPACE[overlay], **{"app.kubernetes.io/name": "mailpit"}) if overlay == "dev" else OUTSIDE
+    smtp = pod(NAMESPACE[overlay], **{"app.kubernetes.io/name": "mailpit"}) if overlay == "dev" else PROD_SMTP
+    database_peer = OUTSIDE if overlay == "dev" else PROD_DATABASE
     database = {"keys", "keys-relay", "notifier", "reaper"}
     for service in SERVICES:
         me = service_pod(overlay, service)
         assert allowed(docs, overlay, me, KUBE_DNS, 53, "UDP"), service
         assert allowed(docs, overlay, me, KAFKA_BROKER, int(config["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1]))
-        assert allowed(docs, overlay, me, OUTSIDE, 5432) == (service in database), service
+        assert allowed(docs, overlay, me, database_peer, 5432) == (service in database), service
         if overlay == "dev":  # the development database runs in the namespace
             postgres = pod(NAMESPACE[overlay], **{"app.kubernetes.io/name": "postgres"})
             assert allowed(docs, overlay, me, postgres, 5432) == (service in database), service
@@ -147,6 +161,21 @@ def test_each_service_reaches_its_dependencies_and_nothing_else(rendered, overla
         selector = policy["spec"]["podSelector"]
         if selector and policy["metadata"]["name"] != "keyward-reencrypt":
             assert any(matches(selector, labels) for labels in pod_labels), policy["metadata"]["name"]
+
+
+def test_production_reaches_postgresql_and_smtp_at_their_addresses_only(rendered):
+    docs = rendered["prod"]
+    for service in ("keys", "keys-relay", "notifier", "reaper"):
+        me = service_pod("prod", service)
+        assert allowed(docs, "prod", me, PROD_DATABASE, 5432), service
+        assert not allowed(docs, "prod", me, OUTSIDE, 5432), f"{service} reaches any address on 5432"
+    reencrypt = Peer("keyward", {"app.kubernetes.io/name": "keyward-reencrypt", "app.kubernetes.io/part-of": "keyward"})
+    assert allowed(docs, "prod", reencrypt, PROD_DATABASE, 5432)
+    assert not allowed(docs, "prod", reencrypt, OUTSIDE, 5432)
+    notifier = service_pod("prod", "notifier")
+    for port in (25, 465, 587):
+        assert allowed(docs, "prod", notifier, PROD_SMTP, port), port
+        assert not allowed(docs, "prod", notifier, OUTSIDE, port), f"the notifier reaches any address on {port}"
 
 
 def test_the_evaluator_denies_what_no_policy_allows(rendered):
