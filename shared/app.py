@@ -7,8 +7,10 @@ builds the FastAPI app whose lifespan reads the settings, enters `running`, keep
 `/metrics` with the readiness checks the context names.
 """
 
+import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
@@ -22,6 +24,8 @@ from shared.heap import freeze_startup_heap
 from shared.logging import configure_logging
 from shared.observability import Readiness, ReadinessCheck, instrument, tcp_reachable
 from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=ServiceSettings)
 
@@ -59,21 +63,31 @@ def service_app(
     settings: Callable[[], S],
     running: Callable[[S], AbstractAsyncContextManager[ServiceContext]],
     *,
+    shutdown_seconds: float,
     app_class: type[FastAPI] = FastAPI,
     max_body_bytes: int | None = None,
     metrics_through_proxies: bool = True,
     **fastapi_options: Any,
 ) -> FastAPI:
-    """The app of service `name`; `settings` is called in the lifespan (never at import), then `running`."""
+    """The app of service `name`; `settings` is called in the lifespan (never at import), then `running`, whose
+    stop may take `shutdown_seconds` at most."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cfg = settings()
         configure_logging(cfg.log_level, cfg.log_format)
-        async with running(cfg) as ctx:
-            app.state.context = ctx
+        async with contextlib.AsyncExitStack() as stack:
+            app.state.context = await stack.enter_async_context(running(cfg))
             freeze_startup_heap()
             yield
+            # The pod's grace period is sized from this bound (tests/integration/deploy/test_shutdown_budget.py):
+            # each step keeps to its own timeout, and whatever is still running past the whole is left behind
+            # rather than killed mid-step by SIGKILL.
+            try:
+                async with asyncio.timeout(shutdown_seconds):
+                    await stack.aclose()
+            except TimeoutError:
+                log.warning("%s: stopping took longer than %.0f s; leaving the rest", name, shutdown_seconds)
 
     app = app_class(title=title, version="1", lifespan=lifespan, **fastapi_options)
     install_error_handlers(app)

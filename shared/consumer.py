@@ -12,7 +12,7 @@ after a batch), so "lag and no progress" is an alert (KeywardConsumerStalled). E
 with increase() exists from the start (a counter born at its first increment reads as no increase).
 
 A consumer that handles only some event types names them (`types`): a message of another lifecycle type is
-passed over by its `ce_type` header, undecoded (decoding was a quarter of the reaper's CPU in a burst of
+passed over by its `ce_type` header, undecoded (decoding was a large share of the reaper's CPU in a burst of
 `deleted` events it has nothing to do with).
 
 A consumer may also take a `handle_many`: the events of a partition's batch at once, in order (one
@@ -41,7 +41,7 @@ from tenacity import (
 
 from shared.events import EVENT_TYPES, CloudEvent, decode
 from shared.events.envelope import InvalidEvent
-from shared.kafka import idempotent_producer, manual_commit_consumer
+from shared.kafka import idempotent_producer, manual_commit_consumer, reconnecting
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ STOP_SECONDS = COMMIT_ON_STOP_SECONDS + 2 * CLIENT_STOP_SECONDS
 
 
 class _PerType:
-    """A counter's children by event type, each label bound once: looking a label up for every event was a
-    twentieth of a consumer's CPU."""
+    """A counter's children by event type, each label bound once: a label lookup for every event showed in a
+    consumer's profile (docs/benchmarks.md, "Figures behind the code")."""
 
     def __init__(self, metric: Counter, group: str) -> None:
         self.metric = metric
@@ -138,17 +138,15 @@ class EventConsumer:
 
     async def run(self) -> None:
         """Consumes until cancelled; reconnects after broker outages."""
-        async for attempt in AsyncRetrying(
-            wait=wait_exponential(multiplier=0.5, max=10),
-            retry=retry_if_not_exception_type(asyncio.CancelledError),
-            before_sleep=before_sleep_log(log, logging.WARNING),
-        ):
-            with attempt:
-                try:
-                    await self._consume()
-                finally:
-                    await self._commit_handled(timeout=COMMIT_ON_STOP_SECONDS)
-                    await self._close()
+        await reconnecting(self._session, log)
+
+    async def _session(self) -> None:
+        """One connection's life: whatever ends it, what was handled is committed and the clients closed."""
+        try:
+            await self._consume()
+        finally:
+            await self._commit_handled(timeout=COMMIT_ON_STOP_SECONDS)
+            await self._close()
 
     async def _consume(self) -> None:
         self._consumer = manual_commit_consumer(self.bootstrap, self.group_id, self.topic, client_id=self.client_id)
@@ -230,7 +228,7 @@ class EventConsumer:
         except InvalidEvent as exc:
             await self._dead_letter(message, exc)
             return
-        # The first try runs bare: setting up a retry loop for every event was a fifth of a consumer's CPU
+        # The first try runs bare: setting up a retry loop for every event was a visible share of a consumer's CPU
         # in a burst of a hundred thousand events. Only an event whose handling failed gets one.
         try:
             handled = await self._handle(message, event)

@@ -4,6 +4,9 @@ import sys
 
 from shared.serve import serve, serve_command
 
+# Live-update streams stay open until closed: give in-flight requests 5 s, then end the streams.
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
 
 def run() -> None:
     from services.gateway.app import create_app
@@ -11,8 +14,7 @@ def run() -> None:
 
     settings = Settings()  # type: ignore[call-arg]
     print(f"Keyward console: http://{settings.http_host}:{settings.port}/ (AUTH_MODE={settings.auth_mode})", flush=True)
-    # Live-update streams stay open until closed: give in-flight requests 5 s, then end the streams.
-    serve(create_app(settings), settings, settings.port, graceful_seconds=5)
+    serve(create_app(settings), settings, settings.port, graceful_seconds=GRACEFUL_SHUTDOWN_SECONDS)
 
 
 def main(argv: list[str] | None = None) -> int:

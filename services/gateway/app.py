@@ -30,6 +30,8 @@ from shared.errors import ApiError, error_body
 from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
+# The lifespan's stop: the live stream's consumer, then the upstream clients.
+SHUTDOWN_SECONDS = 5.0
 HERE = Path(__file__).parent
 
 
@@ -65,7 +67,7 @@ async def running(cfg: Settings, templates: Jinja2Templates, *, live_events: boo
         try:
             yield ctx
         finally:
-            await cancel_all([task])
+            await cancel_all([task], timeout=2.0)
 
 
 def create_app(settings: Settings | None = None, *, live_events: bool = True) -> FastAPI:
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None, *, live_events: bool = True) ->
         "Keyward console gateway",
         lambda: settings or Settings(),  # type: ignore[call-arg]
         lambda cfg: running(cfg, templates, live_events=live_events),
+        shutdown_seconds=SHUTDOWN_SECONDS,
         max_body_bytes=settings.max_body_bytes if settings else 64 * 1024,
         # The gateway is behind the Ingress: its metrics are for Prometheus, which scrapes the pod directly.
         metrics_through_proxies=False,

@@ -26,6 +26,11 @@ from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
+# The most a stop may take (the grace periods in deploy/k8s are sized from these): the tasks' end, the last
+# usage flush, the relay's producer and the pool, each within its own part.
+SHUTDOWN_SECONDS = 10.0
+RELAY_SHUTDOWN_SECONDS = 10.0
+
 
 @contextlib.asynccontextmanager
 async def running(cfg: Settings, *, workers: bool) -> AsyncIterator[KeysContext]:
@@ -56,14 +61,14 @@ async def running(cfg: Settings, *, workers: bool) -> AsyncIterator[KeysContext]
         if workers:
             watcher = expiry.watch(pool, cfg.expiry_notice_thresholds, cfg.expiry_watch_interval, cfg.kafka_topic)
             tasks.append(asyncio.create_task(watcher, name="expiry-watcher"))
-        stack.push_async_callback(cancel_all, tasks)
+        stack.push_async_callback(cancel_all, tasks, timeout=5.0)
         log.info("keys service ready on port %d", cfg.port)
         yield ctx
 
 
 async def _flush_quietly(ctx: KeysContext, record_usage: Any) -> None:
     with contextlib.suppress(Exception):
-        await ctx.usage.flush(record_usage)
+        await asyncio.wait_for(ctx.usage.flush(record_usage), 2.0)
 
 
 def create_app(settings: Settings | None = None, *, workers: bool = True) -> FastAPI:
@@ -73,6 +78,7 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         "Keyward keys service",
         lambda: settings or Settings(),  # type: ignore[call-arg]
         lambda cfg: running(cfg, workers=workers),
+        shutdown_seconds=SHUTDOWN_SECONDS,
         app_class=KeysApp,
         max_body_bytes=settings.max_body_bytes if settings else 64 * 1024,
     )
@@ -104,7 +110,7 @@ async def running_relay(cfg: RelaySettings) -> AsyncIterator[RelayContext]:
             asyncio.create_task(relay.run(), name="relay"),
             asyncio.create_task(gauges.observe(pool), name="gauges"),
         ]
-        stack.push_async_callback(cancel_all, tasks)
+        stack.push_async_callback(cancel_all, tasks, timeout=5.0)
         log.info("keys relay ready on port %d", cfg.relay_port)
         yield RelayContext(settings=cfg, pool=pool)
 
@@ -117,6 +123,7 @@ def create_relay_app(settings: RelaySettings | None = None) -> FastAPI:
         "Keyward keys relay",
         lambda: settings or RelaySettings(),
         running_relay,
+        shutdown_seconds=RELAY_SHUTDOWN_SECONDS,
         openapi_url=None,
     )
 

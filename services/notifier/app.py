@@ -16,15 +16,22 @@ from services.notifier.endpoints import router
 from services.notifier.handlers import batch_dispatcher, dispatcher
 from services.notifier.keys_client import KeysClient
 from services.notifier.mailer import Mailer, SmtpConfig
+from services.notifier.metrics import create_label_sets
 from services.notifier.rendering import Renderer
 from services.notifier.sender import Sender, housekeeping
 from shared.app import service_app
 from shared.auth import ServiceTokens, parse_service_tokens
+from shared.consumer import STOP_SECONDS as CONSUMER_STOP_SECONDS
 from shared.consumer import EventConsumer
 from shared.db import create_pool
 from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
+
+# A send in flight finishes within SENDER_STOP_SECONDS (cut short, it would be sent again); then the consumer's
+# bounded stop and the closes. The notifier's grace period in deploy/k8s is sized from SHUTDOWN_SECONDS.
+SENDER_STOP_SECONDS = 25.0
+SHUTDOWN_SECONDS = SENDER_STOP_SECONDS + CONSUMER_STOP_SECONDS + 3.0
 
 
 def mailer_for(cfg: Settings) -> Mailer:
@@ -47,6 +54,7 @@ async def running(cfg: Settings) -> AsyncIterator[NotifierContext]:
     tokens = parse_service_tokens(cfg.service_tokens)
     if cfg.notifier_service_name not in tokens:
         raise RuntimeError(f"SERVICE_TOKENS has no entry for {cfg.notifier_service_name!r} (NOTIFIER_SERVICE_NAME)")
+    create_label_sets(cfg.expiry_notice_thresholds)
     async with contextlib.AsyncExitStack() as stack:
         pool = await create_pool(cfg.database_url, min_size=2, max_size=cfg.db_pool_size)
         stack.push_async_callback(pool.close)
@@ -86,11 +94,11 @@ async def running(cfg: Settings) -> AsyncIterator[NotifierContext]:
             asyncio.create_task(sender.run(), name="notifier-sender"),
             asyncio.create_task(housekeeping(ctx, cfg.processed_events_retention), name="notifier-housekeeping"),
         ]
-        stack.push_async_callback(cancel_all, tasks)
+        stack.push_async_callback(cancel_all, tasks, timeout=CONSUMER_STOP_SECONDS)
         stack.push_async_callback(ctx.mailer.close_idle)
         # A send cut short between the server's 250 and the ledger's record would be sent again: the sender
         # stops first, finishing the send in flight.
-        stack.push_async_callback(sender.stop, timeout=min(4 * cfg.smtp_timeout.total_seconds(), 25.0))
+        stack.push_async_callback(sender.stop, timeout=min(4 * cfg.smtp_timeout.total_seconds(), SENDER_STOP_SECONDS))
         log.info(
             "notifier ready on port %d; keys service at %s, SMTP at %s:%d",
             cfg.port,
@@ -107,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "Keyward notifier",
         lambda: settings or Settings(),  # type: ignore[call-arg]
         running,
+        shutdown_seconds=SHUTDOWN_SECONDS,
     )
     app.include_router(router)
     return app

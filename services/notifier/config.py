@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import NoDecode
 
-from shared.durations import Duration
+from shared.durations import Duration, Thresholds
 from shared.settings import ServiceSettings, split_names
 
 
@@ -17,6 +17,8 @@ class Settings(ServiceSettings):
     keys_url: str = "http://127.0.0.1:8081"
     keys_timeout: Duration = timedelta(seconds=10)
     console_url: str = "http://127.0.0.1:8080"
+    # The thresholds the keys service announces: the e-mail counters get a series for each at start.
+    expiry_notice_thresholds: Thresholds = Field(default=tuple(timedelta(days=d) for d in (30, 14, 7, 3, 1)))
     # The entry of SERVICE_TOKENS this process presents to the keys service.
     notifier_service_name: str = "notifier"
     notifier_consumer_group: str = "notifier"

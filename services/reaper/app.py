@@ -25,6 +25,8 @@ from shared.tasks import cancel_all
 log = logging.getLogger(__name__)
 
 SHUTDOWN_WAIT_SECONDS = 2.0
+# The whole stop: the tasks, then the keys client and the pool (deploy/k8s sizes the grace period from it).
+SHUTDOWN_SECONDS = SHUTDOWN_WAIT_SECONDS + 3.0
 
 
 @contextlib.asynccontextmanager
@@ -85,4 +87,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "Keyward reaper",
         lambda: settings or Settings(),  # type: ignore[call-arg]
         running,
+        shutdown_seconds=SHUTDOWN_SECONDS,
     )
