@@ -15,6 +15,7 @@ import importlib
 import pytest
 
 import shared.consumer
+import shared.observability
 import shared.serve
 from tests.integration.deploy.conftest import OVERLAYS
 from tests.integration.deploy.manifests import SERVICES, deployment, main_container
@@ -68,3 +69,12 @@ def test_the_notifiers_stop_covers_its_consumers_bounded_stop():
     """The consumer ends within shared.consumer.STOP_SECONDS once cancelled; the notifier waits for it (its
     offsets are committed on the way out), so its own bound must leave room for it."""
     assert lifespan_stop_seconds("notifier") >= shared.consumer.STOP_SECONDS
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_readyz_answers_within_its_probes_timeout(rendered, overlay, service):
+    """/readyz runs its checks at once, each bounded by CHECK_TIMEOUT_SECONDS (issue 19, item 6): the answer
+    comes before the kubelet gives up on the probe, so a hanging dependency reads as failing, not as a timeout."""
+    probe = main_container(rendered[overlay], service)["readinessProbe"]
+    assert shared.observability.CHECK_TIMEOUT_SECONDS + 1 <= probe.get("timeoutSeconds", 1)
