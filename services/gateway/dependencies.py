@@ -48,3 +48,17 @@ async def api_principal(request: Request, ctx: Ctx) -> Principal:
 
 
 Admin = Annotated[Principal, Depends(api_principal)]
+
+
+async def disclosing_principal(request: Request, admin: Admin) -> Principal:
+    """For the calls that answer with full keys (the export, a key's reveal): a console session must also show
+    that the request comes from the console itself, by the CSRF token or the browser's `Sec-Fetch-Site:
+    same-origin`, so that a link or an image on another site cannot make a signed-in browser fetch keys (and
+    write an audit row in the administrator's name). Bearer calls carry no ambient credential: no check."""
+    if admin.via == "session" and request.headers.get("sec-fetch-site") != "same-origin":
+        if not tokens_match(admin.csrf, request.headers.get(CSRF_HEADER)):
+            raise ApiError(403, "this request did not come from the console: reload the page", code="csrf_failed")
+    return admin
+
+
+Discloser = Annotated[Principal, Depends(disclosing_principal)]

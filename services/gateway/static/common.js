@@ -14,7 +14,8 @@ export class RequestError extends Error {
 export async function api(method, url, { body, signal } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
+  // On every call: the reveal of a full key (a GET) asks for it too.
+  headers["X-CSRF-Token"] = csrfToken();
   const response = await fetch(url, {
     method, headers, signal, credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),

@@ -104,10 +104,10 @@ async def test_a_session_cannot_change_anything_without_its_csrf_token(signed_in
         assert_error(await browser.client.delete(key_url), 403, "csrf_failed")
         bulk = await browser.client.post("/api/v1/keys/bulk-delete", json={"ids": [created.json()["id"]]})
         assert_error(bulk, 403, "csrf_failed")
-        untouched = await browser.client.get(key_url)
+        untouched = await browser.client.get(key_url, headers=browser.with_csrf())
         assert (untouched.status_code, untouched.json()["name"]) == (200, "csrf check")
         assert (await browser.client.delete(key_url, headers=browser.with_csrf())).status_code == 204
-        assert_error(await browser.client.get(key_url), 404, "not_found")
+        assert_error(await browser.client.get(key_url, headers=browser.with_csrf()), 404, "not_found")
 
 
 async def test_bearer_calls_need_no_csrf_token(gateway: httpx.AsyncClient, tenant: Tenant):
@@ -157,3 +157,25 @@ async def test_jwt_mode_offers_no_sign_in_and_ignores_session_cookies(make_gatew
         assert_error(await gw.get("/api/v1/keys", headers={"Cookie": f"kw_session={session}"}), 401, "unauthorized")
         me = await gw.get("/api/v1/me", headers=bearer(tenant.admins[0]))
         assert (me.status_code, me.json()["username"]) == (200, tenant.admins[0])
+
+
+async def test_a_cross_site_request_cannot_make_a_signed_in_browser_fetch_keys(signed_in, tenant: Tenant):
+    """A link or an image on another site: the browser sends the session cookie (SameSite=Lax lets a top-level
+    link through) with `Sec-Fetch-Site: cross-site` and no CSRF token. Neither the export nor a reveal answers."""
+    async with signed_in(tenant.admins[0]) as browser:
+        created = await browser.client.post(
+            "/api/v1/keys",
+            json={"name": "cross-site check", "organization_id": str(tenant.id)},
+            headers=browser.with_csrf(),
+        )
+        key_url = f"/api/v1/keys/{created.json()['id']}"
+        export_url = f"/api/v1/keys/export.csv?organization_id={tenant.id}"
+        for url in (export_url, key_url):
+            for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}, {}):
+                refused = await browser.client.get(url, headers=headers)
+                assert_error(refused, 403, "csrf_failed")
+                assert created.json()["key"] not in refused.text
+            same_origin = await browser.client.get(url, headers={"Sec-Fetch-Site": "same-origin"})
+            assert same_origin.status_code == 200 and created.json()["key"] in same_origin.text
+            with_token = await browser.client.get(url, headers=browser.with_csrf())
+            assert with_token.status_code == 200 and created.json()["key"] in with_token.text
