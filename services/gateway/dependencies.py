@@ -55,9 +55,9 @@ async def disclosing_principal(request: Request, admin: Admin) -> Principal:
     that the request comes from the console itself, by the CSRF token or the browser's `Sec-Fetch-Site:
     same-origin`, so that a link or an image on another site cannot make a signed-in browser fetch keys (and
     write an audit row in the administrator's name). Bearer calls carry no ambient credential: no check."""
-    if admin.via == "session" and request.headers.get("sec-fetch-site") != "same-origin":
-        if not tokens_match(admin.csrf, request.headers.get(CSRF_HEADER)):
-            raise ApiError(403, "this request did not come from the console: reload the page", code="csrf_failed")
+    same_origin = request.headers.get("sec-fetch-site") == "same-origin"
+    if admin.via == "session" and not same_origin and not tokens_match(admin.csrf, request.headers.get(CSRF_HEADER)):
+        raise ApiError(403, "this request did not come from the console: reload the page", code="csrf_failed")
     return admin
 
 

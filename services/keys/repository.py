@@ -216,11 +216,12 @@ async def audit(
     *,
     key: asyncpg.Record | None = None,
     details: dict[str, Any] | None = None,
-) -> None:
-    await conn.execute(
+) -> int:
+    """-> the row's id."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
         """
         INSERT INTO keys.audit_log (actor, action, key_id, key_name, organization_id, details)
-        VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING id
         """,
         actor,
         action,
@@ -229,6 +230,11 @@ async def audit(
         key["organization_id"] if key else None,
         details or {},
     )
+
+
+async def add_to_audit(conn: asyncpg.Connection, audit_id: int, details: dict[str, Any]) -> None:
+    """What became known after the row was written (how an export ended)."""
+    await conn.execute("UPDATE keys.audit_log SET details = details || $2::jsonb WHERE id = $1", audit_id, details)
 
 
 async def audit_many(

@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,8 @@ from services.keys.outbox import repository as outbox
 from services.keys.schemas import ExpiryStatus, Key, KeyCreate, KeyWithSecret, ListQuery
 from shared.errors import ApiError, Conflict, NotFound
 from shared.events import DeleteReason, KeyDeleted, fixed_attributes
+
+log = logging.getLogger(__name__)
 
 INVALID_JSON = orjson.dumps({"valid": False})
 # Bound once: the verify path does no label lookups.
@@ -185,20 +188,36 @@ async def export_keys(
     it after the response is sent)."""
     subtree = await _subtree(conn, actor, query.organization_id)
     details = {"organization_id": str(query.organization_id) if query.organization_id else None, "q": query.q}
-    await repository.audit(conn, actor.username, "export", details=details)
+    audit_id = await repository.audit(conn, actor.username, "export", details=details)
 
     async def body() -> AsyncIterator[bytes]:
-        async with conn.transaction(readonly=True, isolation="repeatable_read"):
-            rows = repository.export_rows(
-                conn,
-                subtree=subtree,
-                q=query.q.strip() if query.q else None,
-                sort=query.sort,
-                descending=query.order == "desc",
-            )
+        carried, finished = 0, False
 
-            async for chunk in stream_csv(key_cells(rows, ctx.cipher)):
-                yield chunk
+        async def counted(cells: AsyncIterator[tuple[str, ...]]) -> AsyncIterator[tuple[str, ...]]:
+            nonlocal carried
+            async for row in cells:
+                carried += 1
+                yield row
+
+        try:
+            async with conn.transaction(readonly=True, isolation="repeatable_read"):
+                rows = repository.export_rows(
+                    conn,
+                    subtree=subtree,
+                    q=query.q.strip() if query.q else None,
+                    sort=query.sort,
+                    descending=query.order == "desc",
+                )
+                async for chunk in stream_csv(counted(key_cells(rows, ctx.cipher))):
+                    yield chunk
+            finished = True
+        finally:
+            # Rows handed to the response, and whether the last byte went: a reader that went away is
+            # `finished: false` with the rows sent until then.
+            try:
+                await repository.add_to_audit(conn, audit_id, {"keys": carried, "finished": finished})
+            except Exception:
+                log.warning("could not record how export %d ended", audit_id, exc_info=True)
 
     return body()
 

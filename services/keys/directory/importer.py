@@ -24,6 +24,10 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
 
 from services.keys.directory import repository
 from services.keys.directory.schemas import Level, Name, Role, Username
+from services.keys.directory.service import administrator_details
+
+# Who the audit log names for what the directory file creates.
+IMPORT_ACTOR = "directory-import"
 
 
 class OrgNode(BaseModel):
@@ -66,6 +70,8 @@ async def _ensure(
     row = await repository.child_by_name(conn, parent["id"] if parent else None, node.name)
     if row is None:
         row = await repository.insert_organization(conn, uuid4(), node.name, parent)
+        details = {"name": row["name"], "parent_id": str(parent["id"]) if parent else None}
+        await repository.audit(conn, IMPORT_ACTOR, "create_organization", row["id"], details)
         counts["organizations"] += 1
     for child in node.children:
         await _ensure(conn, child, row, counts)
@@ -86,6 +92,7 @@ async def import_directory(conn: asyncpg.Connection, data: DirectoryFile) -> dic
                     f"cannot belong to {entry.organization!r}"
                 )
             fields: dict[str, Any] = entry.model_dump(exclude={"organization"}) | {"organization_id": org["id"]}
-            await repository.insert_administrator(conn, uuid4(), fields, org["tenant_id"], replace=True)
+            row = await repository.insert_administrator(conn, uuid4(), fields, org["tenant_id"], replace=True)
+            await repository.audit(conn, IMPORT_ACTOR, "create_administrator", org["id"], administrator_details(row))
             counts["administrators"] += 1
     return counts

@@ -154,3 +154,16 @@ async def insert_administrator(
         fields["organization_id"],
         tenant_id,
     )
+
+
+async def audit(
+    conn: asyncpg.Connection, actor: str, action: str, organization_id: UUID, details: dict[str, Any]
+) -> None:
+    """A change of the directory in the keys' audit log (one log: who did what, keys and directory alike)."""
+    await conn.execute(
+        "INSERT INTO keys.audit_log (actor, action, organization_id, details) VALUES ($1, $2, $3, $4::jsonb)",
+        actor,
+        action,
+        organization_id,
+        details,
+    )

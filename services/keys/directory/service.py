@@ -116,6 +116,8 @@ async def create_organization(conn: asyncpg.Connection, actor: Actor, data: Orga
             row = await repository.insert_organization(conn, uuid4(), data.name, parent)
         except asyncpg.UniqueViolationError:
             raise Conflict("an organization with this name already exists here", {"name": "already taken"}) from None
+        details = {"name": row["name"], "parent_id": str(parent["id"])}
+        await repository.audit(conn, actor.username, "create_organization", row["id"], details)
     return to_organization(row)
 
 
@@ -153,4 +155,10 @@ async def create_administrator(
             row = await repository.insert_administrator(conn, uuid4(), fields, org["tenant_id"], replace=replace)
         except asyncpg.UniqueViolationError:
             raise Conflict("this username is taken", {"username": "already taken"}) from None
+        await repository.audit(conn, actor.username, "create_administrator", org["id"], administrator_details(row))
     return _administrator(row)
+
+
+def administrator_details(row: asyncpg.Record) -> dict[str, Any]:
+    """What an audit row says of an administrator it created."""
+    return {name: str(row[name]) for name in ("username", "email", "level", "role", "id")}

@@ -146,12 +146,11 @@ async def test_the_export_has_every_listed_key_with_the_full_key_and_neutralised
     assert {r["id"]: r["key"] for r in rows} == {k["id"]: k["key"] for k in keys}
     assert outside["id"] not in {r["id"] for r in rows}
     assert sorted(r["name"] for r in rows if r["name"].startswith("'")) == sorted("'" + k["name"] for k in keys[:3])
-    assert (
-        await pool.fetchval(
-            "SELECT count(*) FROM keys.audit_log WHERE actor = $1 AND action = 'export'", tenant.admins[0]
-        )
-        == 1
+    [audit] = await pool.fetch(
+        "SELECT details FROM keys.audit_log WHERE actor = $1 AND action = 'export'", tenant.admins[0]
     )
+    assert audit["details"]["organization_id"] == str(tenant.orgs["org-1"])
+    assert (audit["details"]["keys"], audit["details"]["finished"]) == (len(keys), True)
 
 
 async def test_each_call_holds_one_pooled_connection_at_a_time(settings, tenant: Tenant):
