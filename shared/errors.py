@@ -1,12 +1,15 @@
 """The error shape of every API: {"error": {"code", "message", "fields"?}}, never a 500 for bad input."""
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,6 +48,46 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     def __init__(self, message: str, fields: dict[str, str] | None = None):
         super().__init__(409, message, fields=fields)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(
+        description="For programs: `bad_request`, `unauthorized`, `forbidden`, `csrf_failed`, `not_found`, "
+        "`method_not_allowed`, `conflict`, `payload_too_large`, `unsupported_media_type`, `validation_failed`, "
+        "`unavailable` or `internal`"
+    )
+    message: str = Field(description="For people: what went wrong")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="The fields at fault, each with what is wrong with it; absent when none"
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer (the OpenAPI documents' model of it; `error_body` builds it)."""
+
+    error: ErrorDetail
+
+
+# What each error status means wherever it is answered; a route may say more of its own (`error_responses`).
+ERROR_DESCRIPTIONS = {
+    400: "The body is not valid JSON",
+    401: "Authentication is missing or invalid",
+    403: "The caller may not do this",
+    404: "Not found, or outside the caller's reach",
+    409: "It conflicts with what exists",
+    413: "The body is larger than the service accepts (`MAX_BODY_BYTES`)",
+    415: "The body is not of a media type this call accepts",
+    422: "A parameter or field is invalid: `fields` names each",
+    500: "An unexpected failure (`internal`); never an answer to bad input",
+    503: "A dependency is unavailable: try again shortly (`Retry-After` when the service's own database is down)",
+}
+
+
+def error_responses(*statuses: int, described: Mapping[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for a route or router: each status with the error shape, described by
+    ERROR_DESCRIPTIONS or, for the statuses in `described`, by what the route says."""
+    descriptions = {status: ERROR_DESCRIPTIONS[status] for status in statuses} | dict(described or {})
+    return {status: {"model": ErrorBody, "description": text} for status, text in sorted(descriptions.items())}
 
 
 def error_body(
@@ -91,9 +134,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(422, "the request has invalid fields", fields=fields), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405 and (allowed := allowed_methods(request)):
+            headers = {**(headers or {}), "Allow": allowed}
+        return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code, headers=headers)
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("dependency unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
@@ -108,6 +154,24 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(500, "internal error", "internal"), status_code=500)
 
     _ = HTTPException  # FastAPI's HTTPException subclasses Starlette's and is handled above
+
+
+def allowed_methods(request: Request) -> str | None:
+    """Every method of the path the request was routed to, as its OpenAPI path item lists them.
+
+    Starlette's 405 names the methods of the one route it matched, and a path served by several routes
+    (`GET /v1/keys` and `POST /v1/keys`) has one route per method. The routes are walked as FastAPI walks
+    them for the OpenAPI document (`iter_route_contexts`: included routers' routes with their prefixes).
+    """
+    matched = request.scope.get("route")
+    if matched is None:
+        return None
+    contexts = list(iter_route_contexts(request.app.router.routes))
+    path = next((c.path_format for c in contexts if c.original_route is matched), None)
+    if path is None:
+        return None
+    methods = {method for c in contexts if c.path_format == path for method in c.methods or ()}
+    return ", ".join(sorted(methods)) or None
 
 
 class BodySizeLimit:

@@ -1,10 +1,32 @@
-"""Request bodies of the gateway's API. Types only: the keys service owns the rules (lengths, characters,
-uniqueness) and its 422s reach the caller unchanged, so the two can never disagree."""
+"""Request bodies and parameters of the gateway's API. The keys service checks the rules (lengths, characters,
+uniqueness) and its 422s reach the caller unchanged, so the two can never disagree; these models check the
+types only, and publish the keys service's rules in the gateway's document (`shared.openapi.Published`, and
+the same enums and bounds: tests/unit/test_openapi_documents.py holds the two documents to each other)."""
 
 from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.openapi import NAME, USERNAME
+
+LEVELS = ["system", "tenant"]
+ROLES = ["customer_administrator", "administrator"]
+# The keys service's `SORT_ALIASES`, in its order; `order` is asc or desc.
+SORTS = [
+    "name",
+    "organization",
+    "organization_name",
+    "expires_at",
+    "expiration",
+    "expiration_date",
+    "created_by",
+    "created_at",
+    "key",
+    "key_display",
+]
+
+Name = Annotated[str, NAME]
 
 
 class Body(BaseModel):
@@ -15,12 +37,12 @@ class Body(BaseModel):
 
 
 class KeyCreate(Body):
-    name: str
+    name: Name
     organization_id: UUID
 
 
 class KeyUpdate(Body):
-    name: str
+    name: Name
 
 
 class BulkDelete(Body):
@@ -28,17 +50,39 @@ class BulkDelete(Body):
 
 
 class OrganizationCreate(Body):
-    name: str
+    name: Name
     parent_id: UUID
 
 
 class AdministratorCreate(Body):
-    username: str
-    email: str
-    display_name: str
-    level: str
-    role: str = "customer_administrator"
+    username: Annotated[str, USERNAME]
+    email: Annotated[str, Field(json_schema_extra={"format": "email"})]
+    display_name: Name
+    level: Annotated[str, Field(json_schema_extra={"enum": LEVELS})]
+    role: Annotated[str, Field(json_schema_extra={"enum": ROLES})] = "customer_administrator"
     organization_id: UUID
+
+
+def _query(name: str, schema: dict[str, Any], title: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema | {"title": title}}
+
+
+def _optional(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+# The list's and the export's query parameters, passed on as they come (the keys service checks them).
+EXPORT_PARAMETERS = [
+    _query("organization_id", _optional({"type": "string", "format": "uuid"}), "Organization Id"),
+    _query("q", _optional({"type": "string", "maxLength": 100, "pattern": "^[^\\x00]*$"}), "Q"),
+    _query("sort", {"type": "string", "enum": SORTS, "default": "name"}, "Sort"),
+    _query("order", {"type": "string", "enum": ["asc", "desc"], "default": "asc"}, "Order"),
+]
+LIST_PARAMETERS = [
+    *EXPORT_PARAMETERS,
+    _query("limit", {"type": "integer", "maximum": 500, "minimum": 1, "default": 50}, "Limit"),
+    _query("cursor", _optional({"type": "string", "maxLength": 1000}), "Cursor"),
+]
 
 
 class Notice(BaseModel):

@@ -14,9 +14,19 @@ from services.keys.dependencies import Conn
 from services.keys.directory import service as directory
 from services.keys.directory.service import Actor
 from shared.auth import ACTING_ADMIN_HEADER, verify_acting_admin
-from shared.errors import ApiError
+from shared.errors import ApiError, error_responses
 
 AUDIENCE = "keys"
+# The error answers every call of the service may give (its routers' `responses=`); each route adds its own.
+SERVICE_ERRORS = error_responses(
+    401,
+    500,
+    503,
+    described={
+        401: "A valid service token is required, and for an administrator's call a valid `X-Acting-Admin` "
+        "naming an administrator of the directory"
+    },
+)
 
 
 async def calling_service(request: Request) -> str:

@@ -1,13 +1,13 @@
 """HTTP routes of the keys service: parse, authorize, call the service layer, shape the answer."""
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
 from services.keys import service
-from services.keys.auth import KeyManager, Service
+from services.keys.auth import SERVICE_ERRORS, KeyManager, Service
 from services.keys.dependencies import Conn, Ctx
 from services.keys.schemas import (
     SORT_ALIASES,
@@ -25,16 +25,32 @@ from services.keys.schemas import (
     VerifyRequest,
     VerifyResponse,
 )
-from shared.errors import ApiError
+from shared.errors import ApiError, error_responses
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=SERVICE_ERRORS)
+NOT_A_KEY_MANAGER = "The acting administrator is not a customer administrator"
+NO_SUCH_KEY = "No such key, or it is outside the acting administrator's reach"
+NO_SUCH_ORGANIZATION = "No such organization, or it is outside the acting administrator's reach"
+NAME_TAKEN = "The organization has a key of that name (case-insensitive)"
+CSV: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The CSV, streamed", "content": {"text/csv": {"schema": {"type": "string"}}}}
+}
+LIST_ERRORS = error_responses(
+    422,
+    described={
+        400: "The cursor is malformed or from another sort order",
+        403: NOT_A_KEY_MANAGER,
+        404: NO_SUCH_ORGANIZATION,
+    },
+)
 
 
 async def list_query(
     organization_id: UUID | None = None,
-    q: Annotated[str | None, Query(max_length=100)] = None,
-    sort: str = "name",
-    order: str = "asc",
+    # PostgreSQL's text holds no NUL: refused here, not a 500 from the export's audit row.
+    q: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00]*$")] = None,
+    sort: Annotated[str, Query(json_schema_extra={"enum": list(SORT_ALIASES)})] = "name",
+    order: Annotated[str, Query(json_schema_extra={"enum": ["asc", "desc"]})] = "asc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> ListQuery:
@@ -49,7 +65,9 @@ async def list_query(
 Listing = Annotated[ListQuery, Depends(list_query)]
 
 
-@router.post("/verify", response_model=VerifyResponse, response_model_exclude_none=True)
+@router.post(
+    "/verify", response_model=VerifyResponse, response_model_exclude_none=True, responses=error_responses(400, 413, 422)
+)
 async def verify(body: VerifyRequest, _: Service, ctx: Ctx) -> Response:
     """Checks a key presented by a voice client; the same answer shape for every invalid key."""
     return Response(await service.verify(ctx, body.key), media_type="application/json")
@@ -64,7 +82,11 @@ async def reaper(service_name: Service, ctx: Ctx) -> str:
 Reaper = Annotated[str, Depends(reaper)]
 
 
-@router.post("/reap", response_model=ReapResult)
+@router.post(
+    "/reap",
+    response_model=ReapResult,
+    responses=error_responses(400, 413, 422, described={403: "The calling service is not in `REAPER_SERVICES`"}),
+)
 async def reap(body: ReapRequest, _: Reaper, conn: Conn, ctx: Ctx) -> ReapResult:
     """For the reaper: deletes a batch of expired keys, each with its `deleted` event (reason expired)."""
     deleted = await service.reap_expired(conn, ctx, body.limit)
@@ -77,13 +99,17 @@ async def expiry_status(_: Service, conn: Conn) -> ExpiryStatus:
     return await service.expiry_status(conn)
 
 
-@router.get("", response_model=KeyPage)
+@router.get("", response_model=KeyPage, responses=LIST_ERRORS)
 async def list_keys(actor: KeyManager, conn: Conn, query: Listing) -> Response:
     """Keys at and below an organization, searched, sorted and keyset-paginated."""
     return Response(await service.list_keys(conn, actor, query), media_type="application/json")
 
 
-@router.get("/export.csv")
+@router.get(
+    "/export.csv",
+    response_class=Response,  # the documents' media type (text/csv) is the 200's below
+    responses=CSV | LIST_ERRORS,
+)
 async def export_keys(actor: KeyManager, conn: Conn, ctx: Ctx, query: Listing) -> StreamingResponse:
     """Every key the list shows for this filter, with the full key, as a streamed CSV."""
     body = await service.export_keys(conn, ctx, actor, query)
@@ -94,7 +120,14 @@ async def export_keys(actor: KeyManager, conn: Conn, ctx: Ctx, query: Listing) -
     )
 
 
-@router.post("", response_model=KeyWithSecret, status_code=201)
+@router.post(
+    "",
+    response_model=KeyWithSecret,
+    status_code=201,
+    responses=error_responses(
+        400, 413, 422, described={403: NOT_A_KEY_MANAGER, 404: NO_SUCH_ORGANIZATION, 409: NAME_TAKEN}
+    ),
+)
 async def create_key(body: KeyCreate, actor: KeyManager, conn: Conn, ctx: Ctx, response: Response) -> KeyWithSecret:
     """Creates a key; the answer is the only one, with the export, that carries the full key unasked."""
     created = await service.create_key(conn, ctx, actor, body)
@@ -102,13 +135,30 @@ async def create_key(body: KeyCreate, actor: KeyManager, conn: Conn, ctx: Ctx, r
     return created
 
 
-@router.post("/bulk-delete", response_model=BulkDeleted)
+@router.post(
+    "/bulk-delete",
+    response_model=BulkDeleted,
+    responses=error_responses(
+        400,
+        413,
+        422,
+        described={
+            403: NOT_A_KEY_MANAGER,
+            404: "One of the keys does not exist or is outside the acting administrator's reach (the message "
+            "names them): none is deleted",
+        },
+    ),
+)
 async def bulk_delete(body: BulkDelete, actor: KeyManager, conn: Conn, ctx: Ctx) -> BulkDeleted:
     """Deletes several keys in one transaction: all of them, or none."""
     return BulkDeleted(deleted=await service.delete_keys(conn, ctx, actor, body.ids, "bulk"))
 
 
-@router.get("/{key_id}", response_model=KeyWithSecret)
+@router.get(
+    "/{key_id}",
+    response_model=KeyWithSecret,
+    responses=error_responses(422, described={403: NOT_A_KEY_MANAGER, 404: NO_SUCH_KEY}),
+)
 async def get_key(key_id: UUID, actor: KeyManager, conn: Conn, ctx: Ctx, response: Response) -> KeyWithSecret:
     """One key with the full key; the reveal is audited."""
     key = await service.reveal_key(conn, ctx, actor, key_id)
@@ -116,13 +166,19 @@ async def get_key(key_id: UUID, actor: KeyManager, conn: Conn, ctx: Ctx, respons
     return key
 
 
-@router.patch("/{key_id}", response_model=Key)
+@router.patch(
+    "/{key_id}",
+    response_model=Key,
+    responses=error_responses(400, 413, 422, described={403: NOT_A_KEY_MANAGER, 404: NO_SUCH_KEY, 409: NAME_TAKEN}),
+)
 async def rename_key(key_id: UUID, body: KeyUpdate, actor: KeyManager, conn: Conn, ctx: Ctx) -> Key:
     """Renames a key."""
     return await service.rename_key(conn, ctx, actor, key_id, body.name)
 
 
-@router.delete("/{key_id}", status_code=204)
+@router.delete(
+    "/{key_id}", status_code=204, responses=error_responses(422, described={403: NOT_A_KEY_MANAGER, 404: NO_SUCH_KEY})
+)
 async def delete_key(key_id: UUID, actor: KeyManager, conn: Conn, ctx: Ctx) -> Response:
     """Deletes a key for good."""
     await service.delete_keys(conn, ctx, actor, [key_id], "manual")

@@ -4,12 +4,19 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
+from shared.openapi import NAME, USERNAME
+from shared.text import readable_name
+
+# A name people read: NFC, no control, format (bidi, zero-width) or separator characters (shared/text.py).
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$"),
+    AfterValidator(readable_name),
+    NAME,  # what the documents say of it (JSON Schema cannot say it as pydantic checks it)
 ]
-Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._@-]{1,64}$")]
+Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._@-]{1,64}$"), USERNAME]
 Level = Literal["system", "tenant"]
 Role = Literal["customer_administrator", "administrator"]
 

@@ -1,10 +1,10 @@
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 
-from shared.errors import BodySizeLimit, install_error_handlers
+from shared.errors import BodySizeLimit, ErrorBody, error_body, error_responses, install_error_handlers
 
 
 class Body(BaseModel):
@@ -72,3 +72,36 @@ async def test_bodies_over_the_limit_are_413_with_or_without_content_length():
     streamed = await call(app, "POST", "/echo", content=chunks(), headers={"Content-Type": "application/json"})
     assert streamed.status_code == 413
     assert streamed.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_a_405_names_every_method_of_the_path_not_only_those_of_the_route_it_matched():
+    app = app_raising(RuntimeError())
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/things/{thing_id}")
+    async def read(thing_id: str) -> None: ...
+
+    @router.patch("/things/{thing_id}")
+    async def rename(thing_id: str) -> None: ...
+
+    @router.delete("/things/{thing_id}")
+    async def delete(thing_id: str) -> None: ...
+
+    app.include_router(router, prefix="/api")
+    response = await call(app, "PUT", "/api/v1/things/1")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, PATCH"
+    assert response.json() == {"error": {"code": "method_not_allowed", "message": "Method Not Allowed"}}
+    assert (await call(app, "POST", "/echo")).status_code != 405
+    assert (await call(app, "GET", "/echo")).headers["allow"] == "POST"
+
+
+def test_error_responses_document_each_status_with_the_error_shape():
+    responses = error_responses(404, 422, described={409: "the name is taken"})
+    assert list(responses) == [404, 409, 422]
+    assert all(r["model"] is ErrorBody for r in responses.values())
+    assert responses[409]["description"] == "the name is taken"
+    assert ErrorBody.model_validate(error_body(422, "bad", fields={"name": "too long"}))
+    assert ErrorBody.model_validate(error_body(404, "gone")).model_dump(exclude_defaults=True) == {
+        "error": {"code": "not_found", "message": "gone"}
+    }

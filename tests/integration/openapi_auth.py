@@ -1,0 +1,28 @@
+"""Schemathesis's credentials for the keys service (`SCHEMATHESIS_HOOKS`), as the gateway calls it: its service
+token and a fresh `X-Acting-Admin` for every request (a claim lives 60 s, a run longer). The reaper's calls go
+with the reaper's token, the only one they accept."""
+
+import os
+
+import schemathesis
+
+from shared.auth import parse_service_tokens, sign_acting_admin
+
+REAPER_PATHS = ("/v1/keys/reap",)
+
+
+@schemathesis.auth(refresh_interval=None, retry_on=[])
+class ServiceActingForAdministrator:
+    def get(self, case: schemathesis.Case, context: schemathesis.AuthContext) -> dict[str, str]:
+        return parse_service_tokens(os.environ["SERVICE_TOKENS"])
+
+    def set(self, case: schemathesis.Case, data: dict[str, str], context: schemathesis.AuthContext) -> None:
+        service = "reaper" if case.operation.path in REAPER_PATHS else "gateway"
+        case.headers = case.headers or {}
+        case.headers["Authorization"] = f"Bearer {data[service]}"
+        case.headers["X-Acting-Admin"] = sign_acting_admin(
+            os.environ["KEYWARD_CONFORMANCE_ADMIN"],
+            secret=os.environ["ACTING_ADMIN_SECRET"],
+            issuer=service,
+            audience="keys",
+        )
