@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
 
-import asyncpg
 import pytest
 
 from services.keys.directory.importer import import_directory, load
+from shared.db import create_pool
 from shared.kafka import ensure_topics
 from shared.migrate import scratch_database
 from tests.fixtures.gateway import AUDIENCE, ISSUER, JWT_SECRET, SESSION_SECRET, make_token
@@ -48,11 +48,12 @@ class Services:
 @pytest.fixture(scope="module")
 async def services() -> AsyncIterator[Services]:
     async with scratch_database(os.environ["DATABASE_URL"], "kw_openapi") as database_url:
-        conn = await asyncpg.connect(database_url)
+        pool = await create_pool(database_url, min_size=1, max_size=1)  # with the services' JSON codecs
         try:
-            await import_directory(conn, load(ROOT / "deploy/local/demo-directory.yaml"))
+            async with pool.acquire() as conn:
+                await import_directory(conn, load(ROOT / "deploy/local/demo-directory.yaml"))
         finally:
-            await conn.close()
+            await pool.close()
         topic = f"apikeys.lifecycle.openapi-{uuid4().hex[:10]}"
         await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {topic: 1})
         keys = await ServiceProcess("keys", {"DATABASE_URL": database_url, "KAFKA_TOPIC": topic}).start()
