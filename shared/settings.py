@@ -2,7 +2,7 @@
 
 from typing import ClassVar, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values that only belong on a developer's machine; refused anywhere else.
@@ -20,7 +20,8 @@ class ServiceSettings(BaseSettings):
     # A value never appears in a validation error: a refused setting is often a secret.
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True)
 
-    keyward_env: Literal["dev", "test", "prod"] = "prod"
+    # `dev` is a developer's machine; every other value (prod, staging, test, ...) takes production rules.
+    keyward_env: str = Field(default="prod", min_length=1)
     database_url: str = "postgresql://keyward:keyward@127.0.0.1:55432/keyward"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic: str = "apikeys.lifecycle"
@@ -31,9 +32,14 @@ class ServiceSettings(BaseSettings):
     # Names of fields holding secrets; subclasses extend it.
     secret_fields: ClassVar[tuple[str, ...]] = ()
 
+    @property
+    def production(self) -> bool:
+        """Production rules (real secrets, Secure cookies, no development sign-in) everywhere but `dev`."""
+        return self.keyward_env != "dev"
+
     @model_validator(mode="after")
     def _refuse_placeholders_outside_dev(self) -> "ServiceSettings":
-        if self.keyward_env == "prod":
+        if self.production:
             for name in self.secret_fields:
                 value = str(getattr(self, name, "") or "")
                 if not value or any(marker in value.lower() for marker in _PLACEHOLDER_MARKERS):

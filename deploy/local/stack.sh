@@ -4,7 +4,7 @@
 #   deploy/local/stack.sh up|down|status
 #
 # up     = postgres.sh start + kafka.sh start   (idempotent; installs what is missing)
-# down   = kafka.sh stop + postgres.sh stop     (idempotent)
+# down   = keycloak.sh stop + kafka.sh stop + postgres.sh stop     (idempotent)
 # status = both statuses; exit 0 when both run, 3 otherwise
 #
 # Env: KEYWARD_PG_PORT (55432), KEYWARD_KAFKA_PORT (9092), KEYWARD_KAFKA_CONTROLLER_PORT (9093)
@@ -27,6 +27,8 @@ case "${1:-}" in
     ;;
   down)
     rc=0
+    # The OpenID provider, when `AUTH_MODE=oidc make run` or the tests started it.
+    bash "$SCRIPT_DIR/keycloak.sh" stop || rc=1
     bash "$SCRIPT_DIR/kafka.sh" stop || rc=1
     bash "$SCRIPT_DIR/postgres.sh" stop || rc=1
     exit "$rc"

@@ -5,8 +5,6 @@ import asyncio
 import sys
 from pathlib import Path
 
-import asyncpg
-
 from services.keys.config import RelaySettings, Settings
 from services.keys.crypto import KeyCipher, KeyDigester, parse_ring
 from services.keys.directory.importer import DirectoryImportError, import_directory, load
@@ -17,11 +15,13 @@ from shared.serve import serve
 
 async def _import(settings: Settings, path: Path) -> None:
     data = load(path)
-    conn = await asyncpg.connect(settings.database_url)
+    # A pooled connection: the services' JSON codecs, which the import's audit rows need.
+    pool = await create_pool(settings.database_url, max_size=1)
     try:
-        counts = await import_directory(conn, data)
+        async with pool.acquire() as conn:
+            counts = await import_directory(conn, data)
     finally:
-        await conn.close()
+        await pool.close()
     print(
         f"imported {path}: {counts['organizations']} new organization(s), {counts['administrators']} administrator(s)"
     )

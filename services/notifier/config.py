@@ -69,7 +69,7 @@ class Settings(ServiceSettings):
             raise ValueError("SMTP_FROM must hold an address, e.g. 'Keyward <no-reply@example.com>'")
         if self.smtp_tls and self.smtp_starttls:
             raise ValueError("SMTP_TLS (implicit TLS) and SMTP_STARTTLS exclude each other")
-        if self.keyward_env == "prod" and self.smtp_username and not (self.smtp_tls or self.smtp_starttls):
+        if self.production and self.smtp_username and not (self.smtp_tls or self.smtp_starttls):
             raise ValueError(
                 "SMTP_USERNAME is set without SMTP_TLS or SMTP_STARTTLS: the password would travel in clear"
             )
