@@ -42,6 +42,19 @@ if [ -f deploy/local/mailsink.py ]; then
 fi
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# AUTH_MODE=oidc: the console signs in at a real OpenID provider, Keycloak, started beside the stack (installed
+# from Maven Central on first use); its realm's users are the demo directory's administrators.
+if [ "${AUTH_MODE:-}" = oidc ]; then
+  export OIDC_ISSUER=${OIDC_ISSUER:-$(bash deploy/local/keycloak.sh start)}
+  export OIDC_CLIENT_ID=${OIDC_CLIENT_ID:-keyward-console}
+  export OIDC_CLIENT_SECRET=${OIDC_CLIENT_SECRET:-dev-keyward-console-oidc-secret-000000}
+  sign_in="sign in at the provider as admin, acme-admin, acme-ops, acme-viewer or globex-admin, password keyward-demo"
+  provider="  Provider:    ${OIDC_ISSUER}   (Keycloak; its admin console: keycloak-admin / keyward-demo; 'outsider' is a user the directory does not know)"
+else
+  sign_in="sign in as admin, acme-admin, acme-ops, globex-admin"
+  provider=""
+fi
+
 started=()
 for name in keys notifier reaper gateway; do
   [ -f "services/$name/__main__.py" ] || continue
@@ -57,11 +70,12 @@ for name in "${started[@]}"; do wait_healthy "$name" "${PORTS[$name]}"; done
 cat <<MSG
 
 Keyward is running.
-  Console:     ${CONSOLE_URL:-http://127.0.0.1:8080}   (sign in as admin, acme-admin, acme-ops, globex-admin)
+  Console:     ${CONSOLE_URL:-http://127.0.0.1:8080}   (AUTH_MODE=${AUTH_MODE:-dev}: ${sign_in})
   Keys API:    http://127.0.0.1:8081/docs
   PostgreSQL:  ${DATABASE_URL}
   Kafka:       ${KAFKA_BOOTSTRAP_SERVERS}   (topic apikeys.lifecycle)
 MSG
+[ -n "$provider" ] && echo "$provider"
 [ -f deploy/local/mailsink.py ] && echo "  Mail sink:   http://127.0.0.1:8025   (SMTP on 127.0.0.1:1025: every e-mail the notifier sends)"
 echo "  Services:    ${started[*]}   (logs in $LOGS/)"
 echo "Press Ctrl-C to stop."

@@ -6,6 +6,7 @@ from fastapi import Depends, Request
 
 from services.gateway.auth import CSRF_HEADER, SAFE_METHODS, Principal, tokens_match
 from services.gateway.context import GatewayContext
+from services.gateway.sessions import Session
 from shared.app import context_of
 from shared.errors import ApiError
 
@@ -19,35 +20,40 @@ def gateway_context(request: Request) -> GatewayContext:
 Ctx = Annotated[GatewayContext, Depends(gateway_context)]
 
 
-def remember_cookie(request: Request, value: str) -> None:
-    """Asks the SecurityHeaders middleware to send this Set-Cookie with whatever response follows."""
-    request.state.set_cookie = value
+async def console_session(request: Request, ctx: GatewayContext, *, touch: bool = True) -> Session | None:
+    """The console session whose id the browser's cookie carries (AUTH_MODE=dev or oidc), if it is live."""
+    if ctx.sessions is None:
+        return None
+    return await ctx.sessions.find(request.cookies.get(ctx.sessions.cookie_name), touch=touch)
 
 
 async def api_principal(request: Request, ctx: Ctx) -> Principal:
-    """A bearer JWT, or (in dev mode) the console session; the latter needs the CSRF token to change anything."""
+    """A bearer JWT, or the console's session; the latter needs the CSRF token to change anything."""
     authorization = request.headers.get("authorization")
     if authorization:
         scheme, _, token = authorization.partition(" ")
-        username = await ctx.verifier.username(token.strip()) if scheme.lower() == "bearer" else None
-        if username is None:
+        claims = await ctx.verifier.claims(token.strip()) if scheme.lower() == "bearer" else None
+        if claims is None:
             raise ApiError(401, "the bearer token is invalid or expired")
-        return Principal(username, "bearer")
-    session = None
-    if ctx.settings.auth_mode == "dev":
-        session = ctx.sessions.read(request.cookies.get(ctx.sessions.cookie_name))
+        return Principal(claims["sub"], "bearer", expires_at=float(claims["exp"]))
+    # The live stream is no sign of the administrator being there: it must not keep an idle session alive.
+    session = await console_session(request, ctx, touch=request.url.path != EVENTS_PATH)
     if session is None:
         raise ApiError(401, "sign in first: send a bearer token or use the console")
     if request.method not in SAFE_METHODS and not tokens_match(session.csrf, request.headers.get(CSRF_HEADER)):
         raise ApiError(403, "the CSRF token is missing or wrong: reload the page", code="csrf_failed")
-    # The live stream is no sign of the administrator being there: it must not keep an idle session alive.
-    renewed = None if request.url.path == EVENTS_PATH else ctx.sessions.renewed(session)
-    if renewed:
-        remember_cookie(request, ctx.sessions.cookie(renewed))
-    return Principal(session.username, "session", session.csrf, session.expires_at)
+    return Principal(session.username, "session", session.csrf, session.ends_at.timestamp(), session.digest)
 
 
 Admin = Annotated[Principal, Depends(api_principal)]
+
+
+async def still_signed_in(ctx: GatewayContext, admin: Principal) -> bool:
+    """For answers that last (the live stream): the session still exists and its administrator is still in the
+    directory; for a bearer token, its administrator still is."""
+    if admin.session is not None:
+        return ctx.sessions is not None and await ctx.sessions.check(admin.session) is not None
+    return await ctx.keys.knows(admin.username) is not False
 
 
 async def disclosing_principal(request: Request, admin: Admin) -> Principal:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sse_starlette import EventSourceResponse
 
-from services.gateway.dependencies import Admin, Ctx, Discloser
+from services.gateway.dependencies import Admin, Ctx, Discloser, still_signed_in
 from services.gateway.schemas import (
     EXPORT_PARAMETERS,
     LIST_PARAMETERS,
@@ -258,15 +258,23 @@ async def events(admin: Admin, ctx: Ctx) -> EventSourceResponse:
     if admin.expires_at is not None:  # a stream ends with its session; the reconnect is then refused
         lifetime = min(lifetime, max(1.0, admin.expires_at - time.time()))
 
+    recheck = ctx.settings.session_recheck_interval.total_seconds()
+
     async def stream() -> AsyncIterator[dict[str, Any]]:
         with ctx.live.subscribe(system=system, tenant_id=tenant_id) as subscriber:
             yield {"event": "ready", "data": "{}", "retry": 2000}
-            deadline = asyncio.get_running_loop().time() + lifetime
-            while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+            clock = asyncio.get_running_loop().time
+            deadline = clock() + lifetime
+            next_check = clock() + recheck
+            while (remaining := deadline - clock()) > 0:
                 try:
-                    message = await asyncio.wait_for(subscriber.queue.get(), remaining)
+                    message = await asyncio.wait_for(subscriber.queue.get(), min(remaining, next_check - clock()))
                 except TimeoutError:
-                    return
+                    # Signed out elsewhere, or gone from the directory: the stream ends within a recheck.
+                    if clock() >= next_check and not await still_signed_in(ctx, admin):
+                        return
+                    next_check = clock() + recheck
+                    continue
                 yield {"event": "key", "data": json.dumps(message)}
 
     return EventSourceResponse(stream(), ping=15, headers={**NO_STORE, "X-Accel-Buffering": "no"})

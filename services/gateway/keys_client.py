@@ -52,6 +52,14 @@ class KeysClient:
             raise ApiError(503, "the keys service is unavailable") from None
         return self._checked(response)
 
+    async def knows(self, username: str) -> bool | None:
+        """Is `username` an administrator of the directory? None when the keys service cannot tell now."""
+        try:
+            await self.call("GET", "/v1/me", username)
+        except ApiError as exc:
+            return False if exc.status == 401 else None
+        return True
+
     async def json(self, method: str, path: str, username: str | None, **kwargs: Any) -> Any:
         return (await self.call(method, path, username, **kwargs)).json()
 

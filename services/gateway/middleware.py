@@ -1,23 +1,30 @@
 """Headers every answer carries: a strict Content-Security-Policy (no inline script or style), no sniffing,
-no framing, no referrer; plus a renewed session cookie when a dependency asked for one."""
+no framing, no referrer."""
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "font-src 'self'",
-        "connect-src 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-        "base-uri 'none'",
-        "manifest-src 'self'",
-    ]
-)
+
+def content_security_policy(form_targets: tuple[str, ...] = ()) -> str:
+    """`form_targets`: origins a form's answer may redirect to besides this one (the OpenID provider, where
+    sign-out continues: browsers hold the redirects that follow a form post to `form-action` too)."""
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "font-src 'self'",
+            "connect-src 'self'",
+            " ".join(["form-action 'self'", *form_targets]),
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "manifest-src 'self'",
+        ]
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -30,8 +37,9 @@ SECURITY_HEADERS = {
 
 
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, form_targets: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.headers = SECURITY_HEADERS | {"Content-Security-Policy": content_security_policy(form_targets)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,11 +49,8 @@ class SecurityHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
+                for name, value in self.headers.items():
                     headers.setdefault(name, value)
-                cookie = scope.get("state", {}).get("set_cookie")
-                if cookie:
-                    headers.append("Set-Cookie", cookie)
             await send(message)
 
         await self.app(scope, receive, with_headers)

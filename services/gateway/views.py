@@ -2,13 +2,18 @@
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from shared.durations import format_duration
 
 TEMPLATES = Path(__file__).parent / "templates"
+NO_STORE = {"Cache-Control": "no-store"}
+ROLE_NAMES = {"customer_administrator": "Customer Administrator", "administrator": "Administrator"}
 
 
 def _parse(value: str | datetime) -> datetime:
@@ -45,3 +50,9 @@ def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(env=env)
     templates.env.filters.update(day=day, when=when, days_left=days_left, threshold=threshold)
     return templates
+
+
+def render(templates: Jinja2Templates, request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    """A page, never cached (each shows one administrator's data)."""
+    values.setdefault("role_names", ROLE_NAMES)
+    return templates.TemplateResponse(request, name, values, status_code=status, headers=NO_STORE)

@@ -12,15 +12,19 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import asyncpg
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from playwright.async_api import Browser, BrowserContext, async_playwright
 
 from services.keys.directory.importer import import_directory, load
+from shared.db import create_pool
 from shared.kafka import ensure_topics
 from shared.migrate import scratch_database
+from tests.fixtures.keycloak import (
+    Keycloak,
+    keycloak_fixture,  # noqa: F401 (the provider, for the AUTH_MODE=oidc console)
+)
 from tests.fixtures.processes import ROOT, ServiceProcess, free_port
 from tests.fixtures.stack import AUDIENCE, ISSUER, JWT_SECRET, SESSION_SECRET, Stack
 
@@ -56,14 +60,16 @@ async def _services(database_url: str) -> AsyncIterator[Stack]:
     smtp = Controller(_Accept(), hostname="127.0.0.1", port=free_port(), server_hostname="e2e-sink")
     smtp.start()
     try:
-        conn = await asyncpg.connect(database_url)
+        # A pooled connection: the services' JSON codecs, which the import's audit rows need.
+        pool = await create_pool(database_url, max_size=1)
         try:
-            await import_directory(conn, load(ROOT / "deploy/local/demo-directory.yaml"))
-            organizations = {
-                r["name"]: str(r["id"]) for r in await conn.fetch("SELECT id, name FROM keys.organizations")
-            }
+            async with pool.acquire() as conn:
+                await import_directory(conn, load(ROOT / "deploy/local/demo-directory.yaml"))
+                organizations = {
+                    r["name"]: str(r["id"]) for r in await conn.fetch("SELECT id, name FROM keys.organizations")
+                }
         finally:
-            await conn.close()
+            await pool.close()
         topic = f"apikeys.lifecycle.e2e-{uuid4().hex[:10]}"
         await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {topic: 3, f"{topic}.dlq": 1})
         common = {"DATABASE_URL": database_url, "KAFKA_TOPIC": topic}
@@ -100,11 +106,24 @@ async def _services(database_url: str) -> AsyncIterator[Stack]:
         )
         processes.append(await gateway.start())
         await _wait_until_live(gateway)
-        yield Stack(gateway.url, database_url, HAS_NOTIFIER, organizations)
+        yield Stack(gateway.url, database_url, HAS_NOTIFIER, organizations, gateway_env=gateway.env)
     finally:
         for process in reversed(processes):
             await process.stop()
         smtp.stop()
+
+
+@pytest.fixture(scope="session")
+async def oidc_console(stack: Stack, keycloak: Keycloak) -> AsyncIterator[str]:
+    """A second gateway on the same services, with AUTH_MODE=oidc at the real provider (deploy/local/keycloak.sh,
+    whose realm has the demo directory's administrators): its URL."""
+    gateway = ServiceProcess("gateway", stack.gateway_env | keycloak.oidc_env())
+    await gateway.start()
+    try:
+        await _wait_until_live(gateway)
+        yield gateway.url
+    finally:
+        await gateway.stop()
 
 
 async def _wait_until_live(gateway: ServiceProcess) -> None:

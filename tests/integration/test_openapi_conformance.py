@@ -71,7 +71,8 @@ async def services() -> AsyncIterator[Services]:
                     "SESSION_SECRET": SESSION_SECRET,
                     # A live-update stream ends after a second, so that a check reads its whole answer.
                     "EVENTS_STREAM_LIFETIME": "1s",
-                    "KEYWARD_ENV": "test",
+                    # Development secrets (deploy/local/dev.env): production rules would refuse them.
+                    "KEYWARD_ENV": "dev",
                 },
             )
             await gateway.start()

@@ -17,6 +17,7 @@ from services.gateway.app import create_app
 from services.gateway.config import Settings as GatewaySettings
 from services.keys.config import Settings as KeysSettings
 from tests.fixtures.gateway import gateway_env
+from tests.fixtures.keycloak import keycloak_fixture  # noqa: F401 (the provider, for the AUTH_MODE=oidc tests)
 from tests.fixtures.processes import ServiceProcess
 
 
@@ -76,7 +77,10 @@ def make_gateway(settings: KeysSettings, keys_server: ServiceProcess) -> Gateway
     @contextlib.asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
         keys_url = overrides.pop("keys_url", keys_server.url)
-        app = create_app(gateway_settings(settings, keys_url, **overrides), live_events=False)
+        transport = overrides.pop("provider_transport", None)
+        app = create_app(
+            gateway_settings(settings, keys_url, **overrides), live_events=False, provider_transport=transport
+        )
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)  # type: ignore[arg-type]
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
