@@ -141,5 +141,5 @@ def test_every_service_starts_from_the_image_layout(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     where, folders = result.stdout.splitlines()
     assert where.startswith(str(app)), "imported from the copied tree"
-    assert folders == "['keys', 'notifier', 'reaper']"
+    assert folders == "['gateway', 'keys', 'notifier', 'reaper']"
     assert not list(app.rglob("__pycache__")), "nothing written beside the code"

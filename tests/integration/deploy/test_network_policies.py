@@ -43,6 +43,8 @@ OUTSIDE = Peer(ip="203.0.113.10")
 # Production's PostgreSQL and SMTP relay: the addresses the prod overlay narrows egress to.
 PROD_DATABASE = Peer(ip="192.0.2.10")
 PROD_SMTP = Peer(ip="192.0.2.25")
+# Production's OpenID provider (the console's sign-in), likewise.
+PROD_OIDC = Peer(ip="192.0.2.43")
 
 
 def matches(selector: dict | None, labels: dict[str, str]) -> bool:
@@ -143,7 +145,8 @@ def test_each_service_reaches_its_dependencies_and_nothing_else(rendered, overla
     smtp_port = int(config["SMTP_PORT"])
     smtp = pod(NAMESPACE[overlay], **{"app.kubernetes.io/name": "mailpit"}) if overlay == "dev" else PROD_SMTP
     database_peer = OUTSIDE if overlay == "dev" else PROD_DATABASE
-    database = {"keys", "keys-relay", "notifier", "reaper"}
+    database = {"keys", "keys-relay", "notifier", "reaper", "gateway"}
+    provider = OUTSIDE if overlay == "dev" else PROD_OIDC
     for service in SERVICES:
         me = service_pod(overlay, service)
         assert allowed(docs, overlay, me, KUBE_DNS, 53, "UDP"), service
@@ -153,7 +156,10 @@ def test_each_service_reaches_its_dependencies_and_nothing_else(rendered, overla
             postgres = pod(NAMESPACE[overlay], **{"app.kubernetes.io/name": "postgres"})
             assert allowed(docs, overlay, me, postgres, 5432) == (service in database), service
         assert allowed(docs, overlay, me, smtp, smtp_port) == (service == "notifier"), service
-        assert not allowed(docs, overlay, me, OUTSIDE, 443), f"{service} reaches the internet"
+        # The gateway reaches the OpenID provider over https (at its address only in production); nobody else.
+        assert allowed(docs, overlay, me, provider, 443) == (service == "gateway"), service
+        if overlay == "prod" or service != "gateway":
+            assert not allowed(docs, overlay, me, OUTSIDE, 443), f"{service} reaches the internet"
         assert not allowed(docs, overlay, me, STRANGER, 8080), service
     # Every pod a policy selects is one of ours: a typo in a selector would leave a pod unprotected.
     pod_labels = [deployment(docs, s)["spec"]["template"]["metadata"]["labels"] for s in SERVICES]
@@ -165,7 +171,7 @@ def test_each_service_reaches_its_dependencies_and_nothing_else(rendered, overla
 
 def test_production_reaches_postgresql_and_smtp_at_their_addresses_only(rendered):
     docs = rendered["prod"]
-    for service in ("keys", "keys-relay", "notifier", "reaper"):
+    for service in ("keys", "keys-relay", "notifier", "reaper", "gateway"):
         me = service_pod("prod", service)
         assert allowed(docs, "prod", me, PROD_DATABASE, 5432), service
         assert not allowed(docs, "prod", me, OUTSIDE, 5432), f"{service} reaches any address on 5432"
