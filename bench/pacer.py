@@ -27,24 +27,22 @@ CONNECTIONS = 32
 
 
 class Credentials:
-    """The gateway's token and a fresh X-Acting-Admin claim (it lives 60 s; re-signed every 20)."""
+    """The gateway's token and an X-Acting-Admin claim for each request (the keys service accepts one once)."""
 
     def __init__(self) -> None:
         from shared.auth import parse_service_tokens
 
         self.token = parse_service_tokens(os.environ["SERVICE_TOKENS"])["gateway"]
-        self.signed_at = 0.0
-        self.claim = ""
+        self.secret = os.environ["ACTING_ADMIN_SECRET"]
 
-    def headers(self) -> str:
+    def headers(self, method: str, path: str) -> str:
         from bench.data import ADMIN
         from shared.auth import sign_acting_admin
 
-        if time.monotonic() - self.signed_at > 20:
-            secret = os.environ["ACTING_ADMIN_SECRET"]
-            self.claim = sign_acting_admin(ADMIN, secret=secret, issuer="gateway", audience="keys")
-            self.signed_at = time.monotonic()
-        return f"Authorization: Bearer {self.token}\r\nX-Acting-Admin: {self.claim}\r\n"
+        claim = sign_acting_admin(
+            ADMIN, secret=self.secret, issuer="gateway", audience="keys", method=method, path=path
+        )
+        return f"Authorization: Bearer {self.token}\r\nX-Acting-Admin: {claim}\r\n"
 
 
 class Creates:
@@ -57,7 +55,7 @@ class Creates:
 
     def request(self, n: int) -> tuple[bytes, str]:
         body = {"name": f"paced-{self.run}-{n}", "organization_id": random.choice(self.orgs)}
-        return json.dumps(body).encode(), self.credentials.headers()
+        return json.dumps(body).encode(), self.credentials.headers("POST", self.path)
 
 
 class Verifies:

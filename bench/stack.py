@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.settings import ROOT
+from deploy.local import runenv
 from shared.kafka import ensure_topics
 from shared.migrate import scratch_database
 
@@ -97,7 +98,9 @@ class Process:
         self.http = http
         self.port = port or free_port()
         self.argv = argv
-        self.env = {**os.environ, **env, "PORT": str(self.port), "LOG_FORMAT": "text"}
+        whole = {**os.environ, **env, "PORT": str(self.port), "LOG_FORMAT": "text"}
+        # As `make run` does: a service's process gets its own secrets and database login only.
+        self.env = runenv.service_environment(name, whole) if name in runenv.SERVICES else whole
         self.process: subprocess.Popen[bytes] | None = None
         LOGS.mkdir(exist_ok=True)
         self.log_path = LOGS / f"{name}-{self.port}.log"

@@ -46,10 +46,15 @@ class Bench:
             Process.keys_relay(self.service_env(**extra)),
         )
 
-    def admin_headers(self) -> dict[str, str]:
-        """The gateway's credentials acting for the bench's system administrator (the claim lives 60 s)."""
+    def admin_headers(self, method: str, path: str) -> dict[str, str]:
+        """The gateway's credentials acting for the bench's system administrator: a claim for one request."""
         claim = sign_acting_admin(
-            data.ADMIN, secret=os.environ["ACTING_ADMIN_SECRET"], issuer="gateway", audience="keys"
+            data.ADMIN,
+            secret=os.environ["ACTING_ADMIN_SECRET"],
+            issuer="gateway",
+            audience="keys",
+            method=method,
+            path=path,
         )
         return {"Authorization": f"Bearer {self.tokens['gateway']}", "X-Acting-Admin": claim}
 

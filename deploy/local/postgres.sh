@@ -250,6 +250,29 @@ SQL
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ltree;
 SQL
+  bootstrap_service_roles
+}
+
+# Each service connects as a login role of its own, a member of its service's group role, which the
+# migrations grant exactly what the service's schema needs (services/<name>/migrations/*_runtime_role.sql).
+# The group roles are made here too, so that the login roles can join them before the first migration.
+# Development passwords: deploy/local/dev.env holds the same DSNs.
+SERVICE_ROLES=(keys notifier reaper gateway)
+bootstrap_service_roles() {
+  local sql="SET client_min_messages = warning;"
+  for svc in "${SERVICE_ROLES[@]}"; do
+    sql+="
+DO \$\$ BEGIN
+  CREATE ROLE keyward_${svc}_app NOLOGIN;
+EXCEPTION WHEN duplicate_object THEN NULL; END \$\$;
+DO \$\$ BEGIN
+  CREATE ROLE keyward_${svc} LOGIN PASSWORD 'dev-${svc}-db-password' IN ROLE keyward_${svc}_app;
+EXCEPTION WHEN duplicate_object THEN
+  ALTER ROLE keyward_${svc} LOGIN PASSWORD 'dev-${svc}-db-password' NOSUPERUSER NOCREATEDB NOCREATEROLE;
+  GRANT keyward_${svc}_app TO keyward_${svc};
+END \$\$;"
+  done
+  psql_admin -d postgres >/dev/null <<<"$sql"
 }
 
 cmd_start() {

@@ -62,7 +62,9 @@ for name in keys notifier reaper gateway; do
     echo "port ${PORTS[$name]} ($name) is already in use: is another 'make run' still running?" >&2
     exit 1
   fi
-  PORT=${PORTS[$name]} start "$name" "$PY" -m "services.$name" serve
+  # Each process gets its own secrets and database login only (deploy/local/runenv.py).
+  mapfile -d '' own_env < <(PORT=${PORTS[$name]} "$PY" deploy/local/runenv.py "$name")
+  start "$name" env -i "${own_env[@]}" "$PY" -m "services.$name" serve
   started+=("$name")
 done
 for name in "${started[@]}"; do wait_healthy "$name" "${PORTS[$name]}"; done
@@ -72,7 +74,7 @@ cat <<MSG
 Keyward is running.
   Console:     ${CONSOLE_URL:-http://127.0.0.1:8080}   (AUTH_MODE=${AUTH_MODE:-dev}: ${sign_in})
   Keys API:    http://127.0.0.1:8081/docs
-  PostgreSQL:  ${DATABASE_URL}
+  PostgreSQL:  ${DATABASE_URL}   (the owner; each service connects as its own role)
   Kafka:       ${KAFKA_BOOTSTRAP_SERVERS}   (topic apikeys.lifecycle)
 MSG
 [ -n "$provider" ] && echo "$provider"

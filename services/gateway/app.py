@@ -29,7 +29,6 @@ from services.gateway.sessions import SessionStore
 from services.gateway.sign_in import router as sign_in_router
 from services.gateway.views import make_templates
 from shared.app import service_app
-from shared.auth import parse_service_tokens
 from shared.db import create_pool
 from shared.errors import ApiError, error_body
 from shared.tasks import cancel_all
@@ -57,19 +56,16 @@ async def running(
     live_events: bool,
     provider_transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[GatewayContext]:
-    token = parse_service_tokens(cfg.service_tokens).get("gateway")
-    if token is None:
-        raise ValueError("SERVICE_TOKENS has no `gateway` entry")
     async with (
         _client(cfg.keys_url, cfg.upstream_timeout.total_seconds()) as keys_http,
         _client(cfg.notifier_url, cfg.notifier_timeout.total_seconds()) as notifier_http,
         contextlib.AsyncExitStack() as stack,
     ):
-        keys = KeysClient(keys_http, token, cfg.acting_admin_secret)
+        keys = KeysClient(keys_http, cfg.keys_token, cfg.acting_admin_secret)
         ctx = GatewayContext(
             settings=cfg,
             keys=keys,
-            notifier=NotifierClient(notifier_http, token),
+            notifier=NotifierClient(notifier_http, cfg.notifier_token),
             verifier=JwtVerifier(cfg),
             live=LiveStream(cfg.kafka_bootstrap_servers, cfg.kafka_topic, client_id="gateway-live"),
             templates=templates,

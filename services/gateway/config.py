@@ -45,12 +45,15 @@ class Settings(ServiceSettings):
 
     # Secrets: no defaults (AUTH_JWT_SECRET may stay unset when AUTH_JWKS_URL is used; OIDC_CLIENT_SECRET for a
     # public client).
-    service_tokens: str
+    # Its own token at the keys service (the keys service's `gateway` entry of SERVICE_TOKENS).
+    keys_token: str = Field(min_length=16)
+    # Its token at the notifier (an entry of the notifier's NOTICES_TOKENS).
+    notifier_token: str = Field(min_length=16)
     acting_admin_secret: str = Field(min_length=32)
     auth_jwt_secret: str | None = Field(default=None, min_length=32)
     oidc_client_secret: str | None = None
 
-    secret_fields: ClassVar[tuple[str, ...]] = ("service_tokens", "acting_admin_secret")
+    secret_fields: ClassVar[tuple[str, ...]] = ("keys_token", "notifier_token", "acting_admin_secret")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

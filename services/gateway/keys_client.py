@@ -33,18 +33,19 @@ class KeysClient:
         self.token = token
         self.secret = acting_admin_secret
 
-    def headers(self, username: str | None) -> dict[str, str]:
+    def headers(self, username: str | None, method: str, path: str) -> dict[str, str]:
+        """The token, and for an administrator a claim signed for this one request (method and path, used once)."""
         headers = {"Authorization": f"Bearer {self.token}"}
         if username is not None:
             headers[ACTING_ADMIN_HEADER] = sign_acting_admin(
-                username, secret=self.secret, issuer=SERVICE_NAME, audience=AUDIENCE
+                username, secret=self.secret, issuer=SERVICE_NAME, audience=AUDIENCE, method=method, path=path
             )
         return headers
 
     async def call(self, method: str, path: str, username: str | None, **kwargs: Any) -> httpx.Response:
         """The keys service's answer; raises ApiError for its errors (passed through) and for its outages (503)."""
         try:
-            response = await self.client.request(method, path, headers=self.headers(username), **kwargs)
+            response = await self.client.request(method, path, headers=self.headers(username, method, path), **kwargs)
         except httpx.TimeoutException:
             raise ApiError(503, "the keys service did not answer in time") from None
         except httpx.HTTPError as exc:
@@ -65,7 +66,7 @@ class KeysClient:
 
     async def stream(self, path: str, username: str, params: dict[str, str]) -> AsyncIterator[bytes]:
         """Opens a streamed GET and checks its status before the first byte goes out; yields it unbuffered."""
-        request = self.client.build_request("GET", path, headers=self.headers(username), params=params)
+        request = self.client.build_request("GET", path, headers=self.headers(username, "GET", path), params=params)
         try:
             response = await self.client.send(request, stream=True)
         except httpx.HTTPError:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
 from services.keys import service
-from services.keys.auth import SERVICE_ERRORS, KeyManager, Service
+from services.keys.auth import SERVICE_ERRORS, AsReaper, KeyManager, Service
 from services.keys.dependencies import Conn, Ctx
 from services.keys.schemas import (
     SORT_ALIASES,
@@ -73,28 +73,19 @@ async def verify(body: VerifyRequest, _: Service, ctx: Ctx) -> Response:
     return Response(await service.verify(ctx, body.key), media_type="application/json")
 
 
-async def reaper(service_name: Service, ctx: Ctx) -> str:
-    if service_name not in ctx.settings.reaper_services:
-        raise ApiError(403, "this service may not delete expired keys")
-    return service_name
-
-
-Reaper = Annotated[str, Depends(reaper)]
-
-
 @router.post(
     "/reap",
     response_model=ReapResult,
-    responses=error_responses(400, 413, 422, described={403: "The calling service is not in `REAPER_SERVICES`"}),
+    responses=error_responses(400, 413, 422, described={403: "The calling service is not the reaper"}),
 )
-async def reap(body: ReapRequest, _: Reaper, conn: Conn, ctx: Ctx) -> ReapResult:
+async def reap(body: ReapRequest, _: AsReaper, conn: Conn, ctx: Ctx) -> ReapResult:
     """For the reaper: deletes a batch of expired keys, each with its `deleted` event (reason expired)."""
     deleted = await service.reap_expired(conn, ctx, body.limit)
     return ReapResult(deleted=deleted, more=deleted == body.limit)
 
 
 @router.get("/expiry-status", response_model=ExpiryStatus)
-async def expiry_status(_: Service, conn: Conn) -> ExpiryStatus:
+async def expiry_status(_: AsReaper, conn: Conn) -> ExpiryStatus:
     """For the reaper: the oldest expired key still present, how many there are, and the next key to expire."""
     return await service.expiry_status(conn)
 

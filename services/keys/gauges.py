@@ -18,6 +18,7 @@ async def observe(pool: asyncpg.Pool, interval: float = 5.0) -> None:
             async with pool.acquire() as conn:
                 row = await outbox.outbox_backlog(conn)
                 stored = await repository.keys_stored(conn)
+                await repository.forget_expired_claims(conn)
             OUTBOX_BACKLOG.set(row["backlog"])
             OUTBOX_OLDEST_AGE.set(float(row["oldest_age"]))
             KEYS_STORED.set(stored)

@@ -392,3 +392,18 @@ async def expiry_status(conn: asyncpg.Connection, count_cap: int) -> asyncpg.Rec
         """,
         count_cap,
     )
+
+
+async def use_claim(conn: asyncpg.Connection, jti: str, expires_at: datetime) -> bool:
+    """Records an acting-administrator claim as used; False when it already was (a replay)."""
+    return bool(
+        await conn.fetchval(
+            "INSERT INTO keys.acting_claims (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+            jti,
+            expires_at,
+        )
+    )
+
+
+async def forget_expired_claims(conn: asyncpg.Connection) -> None:
+    await conn.execute("DELETE FROM keys.acting_claims WHERE expires_at < now() - interval '1 minute'")

@@ -259,3 +259,8 @@ async def reap_expired(conn: asyncpg.Connection, ctx: KeysContext, limit: int) -
 async def expiry_status(conn: asyncpg.Connection) -> ExpiryStatus:
     """The oldest expired key still present, how many there are (up to EXPIRED_COUNT_CAP), the next expiry."""
     return ExpiryStatus.model_validate(dict(await repository.expiry_status(conn, EXPIRED_COUNT_CAP)))
+
+
+async def first_use_of_claim(conn: asyncpg.Connection, jti: str, expires_at: int) -> bool:
+    """Whether an acting-administrator claim is used for the first time (and from now on, used)."""
+    return await repository.use_claim(conn, jti, datetime.fromtimestamp(expires_at, UTC))

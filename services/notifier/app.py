@@ -51,16 +51,14 @@ def mailer_for(cfg: Settings) -> Mailer:
 
 @contextlib.asynccontextmanager
 async def running(cfg: Settings) -> AsyncIterator[NotifierContext]:
-    tokens = parse_service_tokens(cfg.service_tokens)
-    if cfg.notifier_service_name not in tokens:
-        raise RuntimeError(f"SERVICE_TOKENS has no entry for {cfg.notifier_service_name!r} (NOTIFIER_SERVICE_NAME)")
+    readers = ServiceTokens(parse_service_tokens(cfg.notices_tokens, variable="NOTICES_TOKENS"))
     create_label_sets(cfg.expiry_notice_thresholds)
     async with contextlib.AsyncExitStack() as stack:
         pool = await create_pool(cfg.database_url, min_size=2, max_size=cfg.db_pool_size)
         stack.push_async_callback(pool.close)
         keys = KeysClient(
             cfg.keys_url,
-            tokens[cfg.notifier_service_name],
+            cfg.keys_token,
             timeout=cfg.keys_timeout.total_seconds(),
             recipients_ttl=cfg.recipients_cache_ttl.total_seconds(),
             organizations_ttl=cfg.organization_cache_ttl.total_seconds(),
@@ -70,7 +68,7 @@ async def running(cfg: Settings) -> AsyncIterator[NotifierContext]:
         ctx = NotifierContext(
             settings=cfg,
             pool=pool,
-            service_tokens=ServiceTokens(tokens),
+            notices_readers=readers,
             keys=keys,
             mailer=mailer_for(cfg),
             renderer=Renderer(

@@ -3,13 +3,12 @@
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
-from pydantic import BeforeValidator, Field, SecretStr, model_validator
-from pydantic_settings import NoDecode
+from pydantic import Field, SecretStr, model_validator
 
 from shared.durations import Duration, Thresholds
-from shared.settings import ServiceSettings, split_names
+from shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
@@ -19,11 +18,7 @@ class Settings(ServiceSettings):
     console_url: str = "http://127.0.0.1:8080"
     # The thresholds the keys service announces: the e-mail counters get a series for each at start.
     expiry_notice_thresholds: Thresholds = Field(default=tuple(timedelta(days=d) for d in (30, 14, 7, 3, 1)))
-    # The entry of SERVICE_TOKENS this process presents to the keys service.
-    notifier_service_name: str = "notifier"
     notifier_consumer_group: str = "notifier"
-    # Services (names in SERVICE_TOKENS, comma-separated) allowed to read the notices.
-    notices_readers: Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_names)] = ("gateway",)
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
@@ -55,9 +50,12 @@ class Settings(ServiceSettings):
     db_pool_size: int = Field(default=10, ge=1)
 
     # Secrets: no defaults.
-    service_tokens: str
+    # Its own token at the keys service (the keys service's `notifier` entry).
+    keys_token: str = Field(min_length=16)
+    # `name:token` pairs of the services that may read the notices (the gateway's), comma-separated.
+    notices_tokens: str
 
-    secret_fields: ClassVar[tuple[str, ...]] = ("service_tokens",)
+    secret_fields: ClassVar[tuple[str, ...]] = ("keys_token", "notices_tokens")
 
     @property
     def envelope_sender(self) -> str:

@@ -19,7 +19,8 @@ from shared.observability import Readiness, tcp_reachable
 class NotifierContext:
     settings: Settings
     pool: asyncpg.Pool
-    service_tokens: ServiceTokens
+    # Who may read the notices: the tokens of NOTICES_TOKENS.
+    notices_readers: ServiceTokens
     keys: KeysClient
     mailer: Mailer
     renderer: Renderer

@@ -17,11 +17,9 @@ Ctx = Annotated[NotifierContext, Depends(notifier_context)]
 
 
 def notices_reader(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> str:
-    caller = ctx.service_tokens.service_for(authorization)
+    caller = ctx.notices_readers.service_for(authorization)
     if caller is None:
-        raise ApiError(401, "a valid service token is required")
-    if caller not in ctx.settings.notices_readers:
-        raise ApiError(403, "this service may not read notices")
+        raise ApiError(401, "a token of NOTICES_TOKENS is required")
     return caller
 
 

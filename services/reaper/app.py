@@ -17,7 +17,6 @@ from services.reaper.metrics import OLDEST_EXPIRED_AGE
 from services.reaper.repository import Schedule
 from services.reaper.service import Reaper
 from shared.app import service_app
-from shared.auth import parse_service_tokens
 from shared.consumer import EventConsumer
 from shared.db import create_pool
 from shared.tasks import cancel_all
@@ -33,9 +32,6 @@ SHUTDOWN_SECONDS = SHUTDOWN_WAIT_SECONDS + 3.0
 async def running(cfg: Settings) -> AsyncIterator[ReaperContext]:
     # httpx logs every request at INFO: two a second per replica here.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-    tokens = parse_service_tokens(cfg.service_tokens)
-    if cfg.reaper_service_name not in tokens:
-        raise RuntimeError(f"SERVICE_TOKENS has no entry for {cfg.reaper_service_name!r} (REAPER_SERVICE_NAME)")
     async with contextlib.AsyncExitStack() as stack:
         # The schedule is a hint: each pass asks the keys service what has really expired, so a schedule
         # write lost in a database crash costs nothing. Commits that skip the WAL flush make the flood of
@@ -47,7 +43,7 @@ async def running(cfg: Settings) -> AsyncIterator[ReaperContext]:
             server_settings={"synchronous_commit": "off"},
         )
         stack.push_async_callback(pool.close)
-        keys = KeysClient(cfg.keys_url, tokens[cfg.reaper_service_name], cfg.keys_timeout.total_seconds())
+        keys = KeysClient(cfg.keys_url, cfg.keys_token, cfg.keys_timeout.total_seconds())
         stack.push_async_callback(keys.close)
         schedule = Schedule(pool)
         reaper = Reaper(

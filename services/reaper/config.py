@@ -29,16 +29,14 @@ class Settings(ServiceSettings):
     reaper_spread: DurationOrZero = timedelta(seconds=45)
     # Keys deleted per second at most, across the batches in flight (0: no limit), whatever the spread asks.
     reaper_max_rate: int = Field(default=0, ge=0)
-    # The entry of SERVICE_TOKENS this process presents; the keys service must list it in REAPER_SERVICES.
-    reaper_service_name: str = "reaper"
     reaper_consumer_group: str = "reaper"
     keys_timeout: Duration = timedelta(seconds=60)
     db_pool_size: int = Field(default=5, ge=1)
 
-    # Secrets: no defaults.
-    service_tokens: str
+    # Secrets: no defaults. Its own token at the keys service (the keys service's `reaper` entry).
+    keys_token: str = Field(min_length=16)
 
-    secret_fields: ClassVar[tuple[str, ...]] = ("service_tokens",)
+    secret_fields: ClassVar[tuple[str, ...]] = ("keys_token",)
 
     @property
     def spread(self) -> timedelta:

@@ -26,7 +26,7 @@ from shared.kafka import ensure_topics
 from shared.migrate import scratch_database
 from tests.fixtures.directory import Tenant, create_admin, create_org, create_tenant
 from tests.fixtures.keys import Caller
-from tests.fixtures.processes import ServiceProcess, service_env
+from tests.fixtures.processes import ServiceProcess, database_login, service_env
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +45,7 @@ async def topic() -> str:
 @pytest.fixture(scope="session")
 def settings(database_url: str, topic: str) -> Settings:
     return Settings(  # type: ignore[call-arg]
-        database_url=database_url,
+        database_url=database_login("keys", database_url),
         kafka_topic=topic,
         expiry_watch_interval=timedelta(seconds=1),
         usage_flush_interval=timedelta(seconds=1),

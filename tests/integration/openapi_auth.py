@@ -25,4 +25,6 @@ class ServiceActingForAdministrator:
             secret=os.environ["ACTING_ADMIN_SECRET"],
             issuer=service,
             audience="keys",
+            method=case.method,
+            path=case.formatted_path,
         )

@@ -52,19 +52,21 @@ def test_no_service_imports_another_service():
 
 
 def test_shared_imports_no_service():
-    assert [f"{m} imports {i}" for m, path in modules("shared") for i in imports(path) if i.startswith("services")] == []
+    assert [
+        f"{m} imports {i}" for m, path in modules("shared") for i in imports(path) if i.startswith("services")
+    ] == []
 
 
 def test_route_modules_reach_the_database_only_through_the_service_layer():
     allowed = allowed_repository_imports()
     offending = []
-    for module, path in modules("services"):
+    for _, path in modules("services"):
         if path.name not in ROUTE_MODULES:
             continue
         for imported in sorted(imports(path)):
-            if imported.endswith(".repository") or imported == "repository":
-                if (str(path.relative_to(ROOT)), imported) not in allowed:
-                    offending.append(f"{path.relative_to(ROOT)} imports {imported}")
+            is_repository = imported.endswith(".repository") or imported == "repository"
+            if is_repository and (str(path.relative_to(ROOT)), imported) not in allowed:
+                offending.append(f"{path.relative_to(ROOT)} imports {imported}")
     assert offending == []
 
 

@@ -4,11 +4,11 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from services.keys.auth import SERVICE_ERRORS, CurrentActor, Service
-from services.keys.dependencies import Conn
+from services.keys.auth import SERVICE_ERRORS, AsGateway, AsNotifier, CurrentActor
+from services.keys.dependencies import Conn, Ctx
 from services.keys.directory import service
 from services.keys.directory.schemas import Administrator, AdministratorCreate, Organization, OrganizationCreate
-from shared.errors import error_responses
+from shared.errors import ApiError, error_responses
 
 router = APIRouter(prefix="/v1", tags=["directory"], responses=SERVICE_ERRORS)
 NOT_A_MANAGER = "The acting administrator is not a customer administrator"
@@ -79,9 +79,15 @@ async def create_administrator(body: AdministratorCreate, actor: CurrentActor, c
     return await service.create_administrator(conn, actor, body)
 
 
-@router.get("/directory/administrators", response_model=list[Administrator])
-async def all_administrators(_: Service, conn: Conn) -> list[Administrator]:
-    """For platform services (the gateway's development sign-in page): every administrator."""
+@router.get(
+    "/directory/administrators",
+    response_model=list[Administrator],
+    responses=error_responses(described={404: "Outside `KEYWARD_ENV=dev` this call does not exist"}),
+)
+async def all_administrators(_: AsGateway, conn: Conn, ctx: Ctx) -> list[Administrator]:
+    """For the gateway's development sign-in page, on a developer's machine only: every administrator."""
+    if ctx.settings.keyward_env != "dev":
+        raise ApiError(404, "not found", code="not_found")
     return await service.all_administrators(conn)
 
 
@@ -90,7 +96,7 @@ async def all_administrators(_: Service, conn: Conn) -> list[Administrator]:
     response_model=list[Organization],
     responses=error_responses(422, described={404: "No such organization"}),
 )
-async def organization_path(organization_id: UUID, _: Service, conn: Conn) -> list[Organization]:
+async def organization_path(organization_id: UUID, _: AsNotifier, conn: Conn) -> list[Organization]:
     """For platform services (the notifier's e-mails): the organization and its ancestors, the system first."""
     return await service.organization_path(conn, organization_id)
 
@@ -100,6 +106,6 @@ async def organization_path(organization_id: UUID, _: Service, conn: Conn) -> li
     response_model=list[Administrator],
     responses=error_responses(422),
 )
-async def tenant_customer_administrators(tenant_id: UUID, _: Service, conn: Conn) -> list[Administrator]:
+async def tenant_customer_administrators(tenant_id: UUID, _: AsNotifier, conn: Conn) -> list[Administrator]:
     """For platform services (the notifier): the tenant-level customer administrators of a tenant, now."""
     return await service.tenant_customer_administrators(conn, tenant_id)

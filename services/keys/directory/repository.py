@@ -4,6 +4,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 ORG_COLUMNS = "id, name, parent_id, tenant_id, path::text AS path, nlevel(path) - 1 AS depth"
 ADMIN_COLUMNS = (
@@ -161,9 +162,9 @@ async def audit(
 ) -> None:
     """A change of the directory in the keys' audit log (one log: who did what, keys and directory alike)."""
     await conn.execute(
-        "INSERT INTO keys.audit_log (actor, action, organization_id, details) VALUES ($1, $2, $3, $4::jsonb)",
+        "INSERT INTO keys.audit_log (actor, action, organization_id, details) VALUES ($1, $2, $3, $4::text::jsonb)",
         actor,
         action,
         organization_id,
-        details,
+        orjson.dumps(details).decode(),  # as text: the directory import runs on a connection without codecs
     )

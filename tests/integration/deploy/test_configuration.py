@@ -27,7 +27,7 @@ def production_secret(key: str) -> str:
     """A value of the right shape for each secret an operator creates, with nothing of a placeholder in it."""
     if key in ("KEY_HMAC_SECRETS", "KEY_ENCRYPTION_KEYS"):
         return f"k2026a:{base64.b64encode(secrets.token_bytes(32)).decode()}"
-    if key == "SERVICE_TOKENS":
+    if key in ("SERVICE_TOKENS", "NOTICES_TOKENS"):
         return ",".join(f"{n}:{secrets.token_urlsafe(24)}" for n in ("gateway", "notifier", "reaper", "voice"))
     if key == "DATABASE_URL":
         return "postgresql://keyward:pw@db.internal:5432/keyward"

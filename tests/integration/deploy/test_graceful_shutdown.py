@@ -55,7 +55,12 @@ async def test_sigterm_under_concurrent_creates_loses_no_answered_key_and_cuts_n
                 headers = {
                     "Authorization": f"Bearer {token}",
                     "X-Acting-Admin": sign_acting_admin(
-                        world.system_admin, secret=settings.acting_admin_secret, issuer="gateway", audience="keys"
+                        world.system_admin,
+                        secret=settings.acting_admin_secret,
+                        issuer="gateway",
+                        audience="keys",
+                        method="POST",
+                        path="/v1/keys",
                     ),
                 }
                 body = {"name": f"{prefix}-{n}-{i}", "organization_id": str(tenant.orgs["org-1"])}

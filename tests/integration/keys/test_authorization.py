@@ -1,7 +1,10 @@
 """Tenant-level administrators reach their tenant's subtree only; everything else answers 404."""
 
+from uuid import UUID, uuid4
+
 import pytest
 
+from shared.auth import parse_service_tokens
 from tests.fixtures.directory import Tenant, create_admin
 from tests.fixtures.errors import assert_error
 from tests.fixtures.keys import create_key
@@ -82,14 +85,28 @@ async def test_calls_without_a_valid_service_token_or_acting_claim_are_401(http,
     assert_error(await no_claim.get("/v1/keys"), 401, "unauthorized")
     from shared.auth import sign_acting_admin
 
-    forged = sign_acting_admin(tenant.admins[0], secret="x" * 40, issuer="gateway", audience="keys")
+    forged = sign_acting_admin(
+        tenant.admins[0], secret="x" * 40, issuer="gateway", audience="keys", method="GET", path="/v1/keys"
+    )
     assert_error(await no_claim.get("/v1/keys", headers={"X-Acting-Admin": forged}), 401, "unauthorized")
     # A claim minted for another service must not be accepted with the gateway's token.
     wrong_issuer = sign_acting_admin(
-        tenant.admins[0], secret=settings.acting_admin_secret, issuer="notifier", audience="keys"
+        tenant.admins[0],
+        secret=settings.acting_admin_secret,
+        issuer="notifier",
+        audience="keys",
+        method="GET",
+        path="/v1/keys",
     )
     assert_error(await no_claim.get("/v1/keys", headers={"X-Acting-Admin": wrong_issuer}), 401, "unauthorized")
-    unknown = sign_acting_admin("nobody-at-all", secret=settings.acting_admin_secret, issuer="gateway", audience="keys")
+    unknown = sign_acting_admin(
+        "nobody-at-all",
+        secret=settings.acting_admin_secret,
+        issuer="gateway",
+        audience="keys",
+        method="GET",
+        path="/v1/keys",
+    )
     assert_error(await no_claim.get("/v1/keys", headers={"X-Acting-Admin": unknown}), 401, "unauthorized")
 
 
@@ -120,3 +137,75 @@ async def test_tenant_admins_build_their_own_subtree_and_admins(as_admin, tenant
     assert "email" in assert_error(bad, 422, "validation_failed")["fields"]
     listed = (await me.get("/v1/administrators", params={"organization_id": created["id"]})).json()
     assert [a["username"] for a in listed] == [body["username"]]
+
+
+def claim(settings, username: str, method: str, path: str) -> str:
+    from shared.auth import sign_acting_admin
+
+    return sign_acting_admin(
+        username, secret=settings.acting_admin_secret, issuer="gateway", audience="keys", method=method, path=path
+    )
+
+
+async def test_a_captured_claim_is_refused_when_replayed_or_used_on_another_call(
+    http, as_admin, settings, tenant: Tenant, pool
+):
+    """X-Acting-Admin names the method and path it was signed for, and is accepted once."""
+    gateway = as_admin(None)
+    key = await create_key(as_admin(tenant.admins[0]), tenant.id)
+    captured = claim(settings, tenant.admins[0], "GET", f"/v1/keys/{key['id']}")
+    first = await gateway.get(f"/v1/keys/{key['id']}", headers={"X-Acting-Admin": captured})
+    assert first.status_code == 200, first.text
+    replayed = await gateway.get(f"/v1/keys/{key['id']}", headers={"X-Acting-Admin": captured})
+    assert "already used" in assert_error(replayed, 401, "unauthorized")["message"]
+
+    for_a_get = claim(settings, tenant.admins[0], "GET", f"/v1/keys/{key['id']}")
+    as_a_delete = await gateway.delete(f"/v1/keys/{key['id']}", headers={"X-Acting-Admin": for_a_get})
+    assert_error(as_a_delete, 401, "unauthorized")
+    for_another_key = claim(settings, tenant.admins[0], "DELETE", f"/v1/keys/{uuid4()}")
+    elsewhere = await gateway.delete(f"/v1/keys/{key['id']}", headers={"X-Acting-Admin": for_another_key})
+    assert_error(elsewhere, 401, "unauthorized")
+    assert await pool.fetchval("SELECT count(*) FROM keys.api_keys WHERE id = $1", UUID(key["id"])) == 1
+
+
+async def test_only_the_gateways_token_acts_for_an_administrator(http, settings, tenant: Tenant):
+    tokens = parse_service_tokens(settings.service_tokens)
+    for service in ("notifier", "reaper", "voice"):
+        headers = {
+            "Authorization": f"Bearer {tokens[service]}",
+            "X-Acting-Admin": claim(settings, tenant.admins[0], "GET", "/v1/keys"),
+        }
+        assert_error(await http.get("/v1/keys", headers=headers), 403, "forbidden")
+
+
+ROUTES_OF = {
+    "gateway": [
+        ("GET", "/v1/keys"),
+        ("POST", "/v1/keys"),
+        ("GET", "/v1/organizations"),
+        ("POST", "/v1/administrators"),
+        ("GET", "/v1/me"),
+        ("GET", "/v1/directory/administrators"),
+    ],
+    "notifier": [
+        ("GET", f"/v1/organizations/{uuid4()}/path"),
+        ("GET", f"/v1/tenants/{uuid4()}/customer-administrators"),
+    ],
+    "reaper": [("POST", "/v1/keys/reap"), ("GET", "/v1/keys/expiry-status")],
+}
+
+
+@pytest.mark.parametrize("caller", ["voice", "notifier", "reaper", "gateway"])
+async def test_a_token_outside_its_scope_is_403_on_every_other_route(http, settings, caller: str):
+    """A verify-only token (any name but gateway, notifier and reaper) may only verify; each of the three may
+    make its own calls and verify, nothing else."""
+    token = parse_service_tokens(settings.service_tokens)[caller]
+    for owner, routes in ROUTES_OF.items():
+        if owner == caller:
+            continue
+        for method, path in routes:
+            body = {"limit": 1} if path.endswith("/reap") else {}
+            answer = await http.request(method, path, headers={"Authorization": f"Bearer {token}"}, json=body)
+            assert_error(answer, 403, "forbidden")
+    verify = await http.post("/v1/keys/verify", headers={"Authorization": f"Bearer {token}"}, json={"key": "kwk_x"})
+    assert verify.json() == {"valid": False}

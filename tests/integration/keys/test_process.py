@@ -1,6 +1,10 @@
 import httpx
+from asgi_lifespan import LifespanManager
 
+from services.keys.app import create_app
+from shared.auth import parse_service_tokens
 from tests.fixtures.errors import assert_error
+from tests.fixtures.keys import Caller
 from tests.fixtures.processes import ServiceProcess
 
 
@@ -14,18 +18,26 @@ async def test_the_keys_service_runs_as_a_process_and_reports_ready(keys_server:
         assert "http_request_duration_seconds" in metrics
 
 
-async def test_services_can_list_the_directory_but_not_without_a_token(http, as_admin, world):
+async def test_the_gateway_lists_the_directory_on_a_developers_machine_only(http, as_admin, world, settings):
     response = await as_admin(None).get("/v1/directory/administrators")
     assert response.status_code == 200
     assert world.system_admin in {a["username"] for a in response.json()}
     assert_error(await http.get("/v1/directory/administrators"), 401, "unauthorized")
+    outside_dev = create_app(settings.model_copy(update={"keyward_env": "test"}), workers=False)
+    async with (
+        LifespanManager(outside_dev) as manager,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://keys") as client,
+    ):
+        caller = Caller.gateway(client, settings, None)
+        assert_error(await caller.get("/v1/directory/administrators"), 404, "not_found")
 
 
-async def test_services_read_an_organizations_path_from_the_root(as_admin, tenant):
-    response = await as_admin(None).get(f"/v1/organizations/{tenant.orgs['org-2']}/path")
+async def test_the_notifier_reads_an_organizations_path_from_the_root(http, settings, tenant):
+    notifier = {"Authorization": f"Bearer {parse_service_tokens(settings.service_tokens)['notifier']}"}
+    response = await http.get(f"/v1/organizations/{tenant.orgs['org-2']}/path", headers=notifier)
     assert response.status_code == 200
     path = response.json()
     assert [o["depth"] for o in path] == [0, 1, 2, 3]
     assert [o["id"] for o in path[1:]] == [str(tenant.id), str(tenant.orgs["org-1"]), str(tenant.orgs["org-2"])]
-    missing = await as_admin(None).get("/v1/organizations/00000000-0000-0000-0000-000000000000/path")
+    missing = await http.get("/v1/organizations/00000000-0000-0000-0000-000000000000/path", headers=notifier)
     assert_error(missing, 404, "not_found")

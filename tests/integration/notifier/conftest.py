@@ -15,7 +15,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared.auth import parse_service_tokens
 from shared.db import create_pool
 from shared.kafka import ensure_topics, idempotent_producer
 from shared.migrate import scratch_database
@@ -131,7 +130,8 @@ async def notifier(lifecycle_env: dict[str, str], nf_keys: ServiceProcess, sink:
 
 @pytest.fixture(scope="session")
 def gateway_token() -> str:
-    return parse_service_tokens(os.environ["SERVICE_TOKENS"])["gateway"]
+    """The gateway's token at the notifier (NOTIFIER_TOKEN; the notifier's NOTICES_TOKENS holds it)."""
+    return os.environ["NOTIFIER_TOKEN"]
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from shared.auth import parse_service_tokens
 from tests.fixtures.keys import Caller, create_key
 from tests.fixtures.mail import Sink, email_of
 from tests.fixtures.notifier import Notifier
@@ -14,12 +15,13 @@ from tests.fixtures.waiting import stays_true
 
 
 async def test_each_tenant_administrator_gets_exactly_the_five_notices_in_order_and_nobody_else_any(
-    nf_keys: ServiceProcess, notifier: Notifier, sink: Sink, make_tenant, nf_root, gateway_token: str
+    nf_keys: ServiceProcess, notifier: Notifier, sink: Sink, make_tenant, nf_root
 ):
     tenant = await make_tenant(admins=3)
     other = await make_tenant(admins=2)
     async with httpx.AsyncClient(base_url=nf_keys.url) as client:
-        admin = Caller(client, tenant.admins[0], os.environ["ACTING_ADMIN_SECRET"], gateway_token)
+        keys_token = parse_service_tokens(os.environ["SERVICE_TOKENS"])["gateway"]
+        admin = Caller(client, tenant.admins[0], os.environ["ACTING_ADMIN_SECRET"], keys_token)
         key = await create_key(admin, tenant.orgs["org-2"], key_name("voice"))
     expires_at = datetime.fromisoformat(key["expires_at"])
     assert (expires_at - datetime.fromisoformat(key["created_at"])).total_seconds() == 60

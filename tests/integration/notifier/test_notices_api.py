@@ -58,11 +58,15 @@ async def test_the_notices_of_many_keys_come_in_one_call(
 
 async def test_the_notices_need_a_token_of_a_service_allowed_to_read_them(notifier: Notifier, make_tenant):
     path = f"/v1/keys/{key_fields(await make_tenant(admins=1))['key_id']}/notices"
-    reaper = parse_service_tokens(os.environ["SERVICE_TOKENS"])["reaper"]
+    reaper = parse_service_tokens(os.environ["SERVICE_TOKENS"])["reaper"]  # valid at the keys service only
     async with httpx.AsyncClient(base_url=notifier.url) as client:
         missing = await client.get(path)
         wrong = await client.get(path, headers={"Authorization": "Bearer not-a-known-token-at-all"})
         not_allowed = await client.get(path, headers={"Authorization": f"Bearer {reaper}"})
     assert_error(missing, 401, "unauthorized")
     assert_error(wrong, 401, "unauthorized")
-    assert_error(not_allowed, 403, "forbidden")
+    assert_error(not_allowed, 401, "unauthorized")
+    gateway_at_keys = parse_service_tokens(os.environ["SERVICE_TOKENS"])["gateway"]
+    async with httpx.AsyncClient(base_url=notifier.url) as client:
+        keys_token = await client.get(path, headers={"Authorization": f"Bearer {gateway_at_keys}"})
+    assert_error(keys_token, 401, "unauthorized")

@@ -18,7 +18,8 @@ def settings(**overrides: object) -> Settings:
     values: dict[str, object] = {
         "keyward_env": "test",
         "auth_mode": "jwt",
-        "service_tokens": "gateway:unit-gateway-token-00000000",
+        "keys_token": "unit-gateway-token-00000000",
+        "notifier_token": "unit-gateway-notices-token-0000",
         "acting_admin_secret": "a" * 32,
         "auth_jwt_secret": SECRET,
         "auth_issuer": "https://idp.test",
@@ -81,7 +82,8 @@ def test_development_sign_in_and_placeholder_secrets_are_refused_in_production(m
     monkeypatch.delenv("AUTH_MODE", raising=False)
     prod = {
         "keyward_env": "prod",
-        "service_tokens": "gateway:real-token-0123456789abcdef",
+        "keys_token": "real-token-0123456789abcdef",
+        "notifier_token": "real-notices-token-0123456789ab",
         "acting_admin_secret": "r" * 32,
         "auth_jwt_secret": "p" * 32,
     }

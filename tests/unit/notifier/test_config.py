@@ -3,11 +3,11 @@ from pydantic import ValidationError
 
 from services.notifier.config import Settings
 
-TOKENS = "gateway:gateway-token-0123456789,notifier:notifier-token-0123456789"
+TOKENS = {"keys_token": "notifier-token-0123456789", "notices_tokens": "gateway:gateway-token-0123456789"}
 
 
 def settings(**values: object) -> Settings:
-    return Settings(service_tokens=TOKENS, keyward_env="test", **values)  # type: ignore[arg-type]
+    return Settings(**TOKENS, keyward_env="test", **values)  # type: ignore[arg-type]
 
 
 def test_the_defaults_send_to_the_local_sink():
@@ -30,9 +30,7 @@ def test_implicit_tls_and_starttls_exclude_each_other():
 
 def test_a_password_never_travels_in_clear_in_production():
     with pytest.raises(ValidationError, match="in clear"):
-        Settings(
-            service_tokens="gateway:" + "g" * 32 + ",notifier:" + "n" * 32, smtp_username="mailer", keyward_env="prod"
-        )  # type: ignore[call-arg]
+        Settings(keys_token="n" * 32, notices_tokens="gateway:" + "g" * 32, smtp_username="mailer", keyward_env="prod")  # type: ignore[call-arg]
 
 
 def test_the_sender_must_hold_an_address():

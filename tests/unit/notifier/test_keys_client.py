@@ -4,7 +4,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from services.notifier.keys_client import KeysUnavailable, KeysClient
+from services.notifier.keys_client import KeysClient, KeysUnavailable
 
 TENANT = uuid4()
 ROOT, ORG, CHILD = uuid4(), uuid4(), uuid4()

@@ -13,13 +13,22 @@ from shared.auth import parse_service_tokens
 LEAKY = "dev-leaky-secret-Zq8Xv3Lw9Pn2Rt7Ys4Kd"
 
 
-@pytest.mark.parametrize("settings", [KeysSettings, NotifierSettings, ReaperSettings, GatewaySettings])
-def test_a_placeholder_secret_is_refused_without_printing_it(settings, monkeypatch):
+@pytest.mark.parametrize(
+    ("settings", "variable", "value"),
+    [
+        (KeysSettings, "SERVICE_TOKENS", f"gateway:{LEAKY}"),
+        (NotifierSettings, "KEYS_TOKEN", LEAKY),
+        (ReaperSettings, "KEYS_TOKEN", LEAKY),
+        (GatewaySettings, "KEYS_TOKEN", LEAKY),
+    ],
+)
+def test_a_placeholder_secret_is_refused_without_printing_it(settings, variable, value, monkeypatch):
     monkeypatch.setenv("KEYWARD_ENV", "prod")
-    monkeypatch.setenv("SERVICE_TOKENS", f"gateway:{LEAKY}")
+    monkeypatch.setenv("AUTH_MODE", "jwt")
+    monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError) as refused:
         settings()
-    assert "SERVICE_TOKENS" in str(refused.value)
+    assert variable in str(refused.value)
     assert LEAKY not in str(refused.value) and LEAKY not in repr(refused.value)
 
 
@@ -34,7 +43,7 @@ def test_a_secret_too_short_is_refused_without_printing_it(monkeypatch):
 def test_the_secret_fields_cannot_be_switched_off_from_the_environment(monkeypatch):
     monkeypatch.setenv("KEYWARD_ENV", "prod")
     monkeypatch.setenv("SECRET_FIELDS", "[]")
-    monkeypatch.setenv("SERVICE_TOKENS", f"reaper:{LEAKY}")
+    monkeypatch.setenv("KEYS_TOKEN", LEAKY)
     with pytest.raises(ValidationError):
         ReaperSettings()
 

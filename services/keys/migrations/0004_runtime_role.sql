@@ -1,0 +1,15 @@
+-- The keys service connects at run time as a login role that is a member of keyward_keys_app (the local
+-- stack's is keyward_keys; in production the DBA's, see docs/operations.md). That role may read and write
+-- the keys schema's rows, and nothing else: not another service's schema, not the migrations' bookkeeping,
+-- no DDL. Tables that later migrations create here get the same grants (default privileges of the owner).
+DO $$ BEGIN
+    CREATE ROLE keyward_keys_app NOLOGIN;
+EXCEPTION
+    WHEN duplicate_object THEN NULL;
+    WHEN insufficient_privilege THEN RAISE NOTICE 'the migration role may not create roles: keyward_keys_app must exist';
+END $$;
+GRANT USAGE ON SCHEMA keys TO keyward_keys_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA keys TO keyward_keys_app;
+GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA keys TO keyward_keys_app;
+ALTER DEFAULT PRIVILEGES IN SCHEMA keys GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO keyward_keys_app;
+ALTER DEFAULT PRIVILEGES IN SCHEMA keys GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO keyward_keys_app;
