@@ -51,6 +51,25 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, **kwar
     return pool
 
 
+def _runtime_grants(service: str) -> str:
+    """The service's run-time group role (`keyward_<service>_app`, whose member its login is: the local stack's
+    `keyward_<service>`, in production the DBA's) may read and write the rows of the service's schema, and
+    nothing else: no other service's schema, no DDL. Granted after every run (where the schema exists), so tables that later
+    migrations add are covered; the role is made here when the migration role may make roles."""
+    role, schema = f"keyward_{service}_app", service
+    return f"""
+    DO $$ BEGIN
+        CREATE ROLE {role} NOLOGIN;
+    EXCEPTION
+        WHEN duplicate_object THEN NULL;
+        WHEN insufficient_privilege THEN RAISE NOTICE 'the migration role may not create roles: {role} must exist';
+    END $$;
+    GRANT USAGE ON SCHEMA {schema} TO {role};
+    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+    GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+    """
+
+
 async def migrate(dsn: str, service: str, folder: Path) -> list[str]:
     """Applies the numbered .sql files of `folder` not yet applied for `service`; returns their names."""
     files = sorted(p for p in folder.glob("*.sql") if p.name[:4].isdigit())
@@ -112,6 +131,8 @@ async def migrate(dsn: str, service: str, folder: Path) -> list[str]:
                     await asyncio.sleep(MIGRATION_RETRY_PAUSE_SECONDS)
             log.info("applied migration %s/%s", service, path.name)
             applied_now.append(path.name)
+        if await conn.fetchval("SELECT to_regnamespace($1) IS NOT NULL", service):
+            await conn.execute(_runtime_grants(service))
     finally:
         try:
             await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)

@@ -254,7 +254,7 @@ SQL
 }
 
 # Each service connects as a login role of its own, a member of its service's group role, which the
-# migrations grant exactly what the service's schema needs (services/<name>/migrations/*_runtime_role.sql).
+# migrations grant exactly what the service's schema needs (granted by the migration runner, shared/db.py _runtime_grants).
 # The group roles are made here too, so that the login roles can join them before the first migration.
 # Development passwords: deploy/local/dev.env holds the same DSNs.
 SERVICE_ROLES=(keys notifier reaper gateway)

@@ -1,4 +1,4 @@
-"""Each service's database login may touch its own schema's rows only (services/*/migrations/*_runtime_role.sql)."""
+"""Each service's database login may touch its own schema's rows only (shared/db.py grants it)."""
 
 import asyncpg
 import pytest
