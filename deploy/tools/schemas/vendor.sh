@@ -21,7 +21,7 @@ KUBERNETES_KINDS=(
   apps/v1/Deployment batch/v1/CronJob batch/v1/Job autoscaling/v2/HorizontalPodAutoscaler
   policy/v1/PodDisruptionBudget networking.k8s.io/v1/NetworkPolicy networking.k8s.io/v1/Ingress
 )
-STRIMZI_CRDS=(io.strimzi.api.kafka.model.topic.KafkaTopic)
+STRIMZI_CRDS=(io.strimzi.api.kafka.model.topic.KafkaTopic io.strimzi.api.kafka.model.user.KafkaUser)
 PROMETHEUS_OPERATOR_CRDS=(servicemonitors prometheusrules podmonitors)
 
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
