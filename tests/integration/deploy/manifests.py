@@ -1,11 +1,20 @@
-"""Helpers to read rendered manifests: find resources, walk pod templates, resolve a container's environment."""
+"""Helpers to read rendered manifests: find resources, walk pod templates, resolve a container's environment,
+and the settings a service builds from it."""
 
-from collections.abc import Iterator
+import base64
+import importlib
+import secrets
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 Doc = dict[str, Any]
 # Every Deployment of ours: the four services, and the keys service's relay run apart.
 SERVICES = ("keys", "keys-relay", "notifier", "reaper", "gateway")
+# The service each workload runs (whose Settings it reads, whose Secret it may read): a Deployment its own, the
+# re-encryption CronJob the keys service's.
+WORKLOADS = {f"keyward-{s}": s for s in SERVICES} | {"keyward-reencrypt": "keys"}
+# The Kafka cluster's CA, which operators copy from Strimzi's namespace: public, every Kafka client mounts it.
+KAFKA_CA_SECRET = "keyward-cluster-ca-cert"
 PORTS = {"gateway": 8080, "keys": 8081, "notifier": 8082, "reaper": 8083, "keys-relay": 8091}
 # What each one runs: (package under services/, command, the variable that sets its port).
 COMMANDS = {s: (s, "serve", "PORT") for s in ("keys", "notifier", "reaper", "gateway")} | {
@@ -64,3 +73,63 @@ def deployment(docs: list[Doc], service: str) -> Doc:
 def main_container(docs: list[Doc], service: str) -> Doc:
     (container,) = [c for c in deployment(docs, service)["spec"]["template"]["spec"]["containers"]]
     return container
+
+
+def workloads(docs: list[Doc]) -> Iterator[tuple[str, str, Doc]]:
+    """(kind/name, the service it runs, pod template) of every workload."""
+    for where, template in pod_templates(docs):
+        yield where, WORKLOADS[where.split("/", 1)[1]], template
+
+
+def secret_names(docs: list[Doc]) -> dict[str, str]:
+    """The Secrets the build generates (the dev overlay's): rendered name (with kustomize's hash) -> its own name."""
+    return {d["metadata"]["name"]: d["metadata"]["name"].rsplit("-", 1)[0] for d in of_kind(docs, "Secret")}
+
+
+def settings_class(service: str) -> Any:
+    if service == "keys-relay":
+        return importlib.import_module("services.keys.config").RelaySettings
+    return importlib.import_module(f"services.{service}.config").Settings
+
+
+def env_names(service: str) -> set[str]:
+    """The variables the service's Settings read."""
+    return {name.upper() for name in settings_class(service).model_fields if name != "secret_fields"}
+
+
+def settings_from(service: str, env: Mapping[str, str]) -> Any:
+    """The service's Settings built from `env` alone (never from this process's environment)."""
+
+    class FromEnvOnly(settings_class(service)):  # type: ignore[misc]
+        @classmethod
+        def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, **others: Any) -> tuple[Any, ...]:
+            return (init_settings,)
+
+    known = env_names(service)
+    return FromEnvOnly(**{name.lower(): value for name, value in env.items() if name in known})
+
+
+def production_secret(key: str) -> str:
+    """A value of the right shape for each secret an operator creates, with nothing of a placeholder in it."""
+    if key in ("KEY_HMAC_SECRETS", "KEY_ENCRYPTION_KEYS"):
+        return f"k2026a:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+    if key in ("SERVICE_TOKENS", "NOTICES_TOKENS"):
+        return ",".join(f"{n}:{secrets.token_urlsafe(24)}" for n in ("gateway", "notifier", "reaper", "voice"))
+    if key in ("DATABASE_URL", "MIGRATIONS_DATABASE_URL"):
+        return "postgresql://keyward:pw@db.internal:5432/keyward"
+    return secrets.token_urlsafe(32)
+
+
+def resolve(docs: list[Doc], container: Doc) -> dict[str, str]:
+    """The container's environment with every secret filled in: from the Secrets the build generates, else (what
+    operators and Strimzi's User Operator create) a value of the right shape. A missing key must be optional."""
+    values, refs = environment(docs, container)
+    generated = {s["metadata"]["name"]: s["data"] for s in of_kind(docs, "Secret")}
+    for var, (secret, key, optional) in refs.items():
+        if secret not in generated:
+            values[var] = production_secret(key)
+        elif key in generated[secret]:
+            values[var] = base64.b64decode(generated[secret][key]).decode()
+        else:
+            assert optional, f"{var}: {secret} has no {key}"
+    return values

@@ -1,58 +1,29 @@
 """The environment each Deployment gives its service is one the service's Settings accept: nothing required
 is missing, no variable is misspelled, and the development secrets are well-formed."""
 
-import base64
-import importlib
-import secrets
-from typing import Any
-
 import pytest
 
 from services.keys.crypto import parse_ring
 from tests.integration.deploy.conftest import OVERLAYS
-from tests.integration.deploy.manifests import SERVICES, environment, main_container, of_kind, one, pod_templates
-
-
-def settings_class(service: str) -> Any:
-    if service == "keys-relay":
-        return importlib.import_module("services.keys.config").RelaySettings
-    return importlib.import_module(f"services.{service}.config").Settings
-
-
-def env_names(service: str) -> set[str]:
-    return {name.upper() for name in settings_class(service).model_fields if name != "secret_fields"}
-
-
-def production_secret(key: str) -> str:
-    """A value of the right shape for each secret an operator creates, with nothing of a placeholder in it."""
-    if key in ("KEY_HMAC_SECRETS", "KEY_ENCRYPTION_KEYS"):
-        return f"k2026a:{base64.b64encode(secrets.token_bytes(32)).decode()}"
-    if key in ("SERVICE_TOKENS", "NOTICES_TOKENS"):
-        return ",".join(f"{n}:{secrets.token_urlsafe(24)}" for n in ("gateway", "notifier", "reaper", "voice"))
-    if key == "DATABASE_URL":
-        return "postgresql://keyward:pw@db.internal:5432/keyward"
-    return secrets.token_urlsafe(32)
-
-
-def resolve(docs: list[dict], overlay: str, container: dict) -> dict[str, str]:
-    values, refs = environment(docs, container)
-    generated = {s["metadata"]["name"]: s["data"] for s in of_kind(docs, "Secret")}
-    for var, (secret, key, optional) in refs.items():
-        if overlay == "prod":
-            assert secret == "keyward-secrets", "production reads the Secret operators create"
-            values[var] = production_secret(key)
-        elif key in generated[secret]:
-            values[var] = base64.b64decode(generated[secret][key]).decode()
-        else:
-            assert optional, f"{var}: {secret} has no {key}"
-    return values
+from tests.integration.deploy.manifests import (
+    SERVICES,
+    env_names,
+    environment,
+    main_container,
+    of_kind,
+    one,
+    resolve,
+    secret_names,
+    settings_class,
+    workloads,
+)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_deployment_gives_its_service_settings_it_accepts(rendered, overlay, service, monkeypatch):
     docs = rendered[overlay]
-    env = resolve(docs, overlay, main_container(docs, service))
+    env = resolve(docs, main_container(docs, service))
     for name in env_names(service):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
@@ -83,19 +54,25 @@ def test_every_variable_set_for_a_service_is_one_it_reads(rendered, overlay):
 
 
 def test_production_creates_no_secret_and_development_generates_every_key_it_references(rendered):
+    """Each service's own Secret (`keyward-<service>`) is generated in dev, created by operators in production; a
+    KafkaUser's is the User Operator's in both (test_kafka_access.py checks who reads which)."""
     assert of_kind(rendered["prod"], "Secret") == []
     dev = rendered["dev"]
-    (secret,) = of_kind(dev, "Secret")
-    for where, template in pod_templates(dev):
+    generated = {s["metadata"]["name"]: s for s in of_kind(dev, "Secret")}
+    assert sorted(secret_names(dev).values()) == sorted(f"keyward-{s}" for s in SERVICES)
+    kafka_users = {u["metadata"]["name"] for u in of_kind(dev, "KafkaUser")}
+    for where, _, template in workloads(dev):
         for container in [*template["spec"].get("initContainers", []), *template["spec"]["containers"]]:
             for var, (name, key, optional) in environment(dev, container)[1].items():
-                assert name == secret["metadata"]["name"], f"{where}: {var} reads {name}"
-                assert optional or key in secret["data"], f"{where}: {key} missing"
+                if name in kafka_users:
+                    continue
+                assert name in generated, f"{where}: {var} reads {name}, which dev does not generate"
+                assert optional or key in generated[name]["data"], f"{where}: {key} missing"
 
 
 def test_development_secrets_are_placeholders_the_services_refuse_in_production(rendered, monkeypatch):
     docs = rendered["dev"]
-    env = resolve(docs, "dev", main_container(docs, "keys")) | {"KEYWARD_ENV": "prod"}
+    env = resolve(docs, main_container(docs, "keys")) | {"KEYWARD_ENV": "prod"}
     for name in env_names("keys"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():

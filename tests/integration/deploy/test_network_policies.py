@@ -147,10 +147,16 @@ def test_each_service_reaches_its_dependencies_and_nothing_else(rendered, overla
     database_peer = OUTSIDE if overlay == "dev" else PROD_DATABASE
     database = {"keys", "keys-relay", "notifier", "reaper", "gateway"}
     provider = OUTSIDE if overlay == "dev" else PROD_OIDC
+    # The keys service's API replicas (RUN_RELAY=false) leave Kafka to the relay.
+    kafka_clients = {"keys-relay", "notifier", "reaper", "gateway"}
+    kafka_port = int(config["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1])
+    assert kafka_port == 9093, "the TLS listener of Strimzi's cluster"
     for service in SERVICES:
         me = service_pod(overlay, service)
         assert allowed(docs, overlay, me, KUBE_DNS, 53, "UDP"), service
-        assert allowed(docs, overlay, me, KAFKA_BROKER, int(config["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1]))
+        # Kafka's TLS listener (SASL over TLS) for the services that use Kafka; its plain listener for nobody.
+        assert allowed(docs, overlay, me, KAFKA_BROKER, kafka_port) == (service in kafka_clients), service
+        assert not allowed(docs, overlay, me, KAFKA_BROKER, 9092), f"{service} reaches Kafka's plain listener"
         assert allowed(docs, overlay, me, database_peer, 5432) == (service in database), service
         if overlay == "dev":  # the development database runs in the namespace
             postgres = pod(NAMESPACE[overlay], **{"app.kubernetes.io/name": "postgres"})
