@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -37,25 +38,66 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     dedicated connections), and the default reset costs a round trip per request on the hot path."""
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, **kwargs: object) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
+# How long a request waits for a pooled connection by default (DB_ACQUIRE_TIMEOUT): past it the pool is taken.
+DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 2.0
+
+
+class PoolBusy(TimeoutError):
+    """Every connection of a pool stayed taken for the acquire bound: the caller gets a 503 with Retry-After
+    (a TimeoutError, one of shared.errors.UNAVAILABLE_ERRORS), never a wait without end."""
+
+
+class BoundedPool(asyncpg.Pool):
+    """asyncpg's pool, whose every acquire (its own `fetch`, `execute`… included) waits `acquire_timeout` at most."""
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+    async def _acquire(self, timeout: float | None) -> Any:
+        # asyncpg's own acquire under asyncio.timeout (no task per call), told apart from a statement's timeout.
+        try:
+            return await super()._acquire(timeout)  # type: ignore[misc]
+        except TimeoutError:
+            raise PoolBusy(f"no connection of the pool was free within {timeout} s") from None
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
+    **kwargs: Any,
+) -> BoundedPool:
+    """A pool whose every acquire is bounded by `acquire_timeout` seconds (then PoolBusy)."""
+    pool = BoundedPool(
         dsn,
         min_size=min(min_size, max_size),
         max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
         init=_init_connection,
         reset=_keep_session,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         command_timeout=60,
+        acquire_timeout=acquire_timeout,
         **kwargs,
     )
-    assert pool is not None
+    await pool
     return pool
 
 
 def _runtime_grants(service: str) -> str:
     """The service's run-time group role (`keyward_<service>_app`, whose member its login is: the local stack's
     `keyward_<service>`, in production the DBA's) may read and write the rows of the service's schema, and
-    nothing else: no other service's schema, no DDL. Granted after every run (where the schema exists), so tables that later
-    migrations add are covered; the role is made here when the migration role may make roles."""
+    nothing else: no other service's schema, no DDL. Granted after every run (where the schema exists), so tables
+    that later migrations add are covered; the role is made here when the migration role may make roles."""
     role, schema = f"keyward_{service}_app", service
     return f"""
     DO $$ BEGIN

@@ -25,6 +25,7 @@ _CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_failed",
+    429: "too_many_requests",
     503: "unavailable",
 }
 
@@ -32,12 +33,20 @@ _CODES = {
 class ApiError(Exception):
     """An error meant for the caller: its status, code and message are safe to show."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, fields: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.code = code or _CODES.get(status, "error")
         self.message = message
         self.fields = fields
+        self.headers = headers
 
 
 class NotFound(ApiError):
@@ -54,7 +63,7 @@ class ErrorDetail(BaseModel):
     code: str = Field(
         description="For programs: `bad_request`, `unauthorized`, `forbidden`, `csrf_failed`, `not_found`, "
         "`method_not_allowed`, `conflict`, `payload_too_large`, `unsupported_media_type`, `validation_failed`, "
-        "`unavailable` or `internal`"
+        "`too_many_requests`, `unavailable` or `internal`"
     )
     message: str = Field(description="For people: what went wrong")
     fields: dict[str, str] = Field(
@@ -78,8 +87,10 @@ ERROR_DESCRIPTIONS = {
     413: "The body is larger than the service accepts (`MAX_BODY_BYTES`)",
     415: "The body is not of a media type this call accepts",
     422: "A parameter or field is invalid: `fields` names each",
+    429: "Too many of these at once: try again after `Retry-After` seconds",
     500: "An unexpected failure (`internal`); never an answer to bad input",
-    503: "A dependency is unavailable: try again shortly (`Retry-After` when the service's own database is down)",
+    503: "A dependency is unavailable, or every connection of the service's pool stayed taken for "
+    "`DB_ACQUIRE_TIMEOUT`: try again after `Retry-After` seconds",
 }
 
 
@@ -122,7 +133,9 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.status, exc.message, exc.code, exc.fields), status_code=exc.status)
+        return JSONResponse(
+            error_body(exc.status, exc.message, exc.code, exc.fields), status_code=exc.status, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,9 +1,12 @@
 """The settings base every service builds on: environment variables, one class per service."""
 
+from datetime import timedelta
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.durations import Duration
 
 # Values that only belong on a developer's machine; refused anywhere else.
 _PLACEHOLDER_MARKERS = ("dev-", "changeme", "insecure")
@@ -28,6 +31,8 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     http_host: str = "127.0.0.1"
+    # The longest a request waits for a pooled database connection; past it the answer is a 503 with Retry-After.
+    db_acquire_timeout: Duration = timedelta(seconds=2)
 
     # Names of fields holding secrets; subclasses extend it.
     secret_fields: ClassVar[tuple[str, ...]] = ()

@@ -17,6 +17,7 @@ from services.keys.context import KeysContext, RelayContext
 from services.keys.crypto import KeyCipher, KeyDigester, parse_ring
 from services.keys.directory.endpoints import router as directory_router
 from services.keys.endpoints import router as keys_router
+from services.keys.export import ExportSlots
 from services.keys.outbox.relay import OutboxRelay
 from services.keys.verify import VerifyFastPath
 from shared.app import service_app
@@ -35,14 +36,25 @@ RELAY_SHUTDOWN_SECONDS = 10.0
 @contextlib.asynccontextmanager
 async def running(cfg: Settings, *, workers: bool) -> AsyncIterator[KeysContext]:
     async with contextlib.AsyncExitStack() as stack:
-        pool = await create_pool(cfg.database_url, max_size=cfg.db_pool_size)
+        acquire_timeout = cfg.db_acquire_timeout.total_seconds()
+        pool = await create_pool(cfg.database_url, max_size=cfg.db_pool_size, acquire_timeout=acquire_timeout)
         stack.push_async_callback(pool.close)
+        # Opened whole at the start: a burst of sign-ins does not wait for connections to be made.
+        verify_pool = await create_pool(
+            cfg.database_url,
+            min_size=cfg.verify_db_pool_size,
+            max_size=cfg.verify_db_pool_size,
+            acquire_timeout=acquire_timeout,
+        )
+        stack.push_async_callback(verify_pool.close)
         ctx = KeysContext(
             settings=cfg,
             pool=pool,
+            verify_pool=verify_pool,
             service_tokens=ServiceTokens(parse_service_tokens(cfg.service_tokens)),
             cipher=KeyCipher(parse_ring(cfg.key_encryption_keys, name="KEY_ENCRYPTION_KEYS", exact_bytes=32)),
             digester=KeyDigester(parse_ring(cfg.key_hmac_secrets, name="KEY_HMAC_SECRETS")),
+            exports=ExportSlots(cfg.exports_per_admin, cfg.exports_per_replica),
         )
         # A relay of its own process publishes the outbox where RUN_RELAY=false.
         if workers and cfg.run_relay:
@@ -102,7 +114,12 @@ class KeysApp(FastAPI):
 @contextlib.asynccontextmanager
 async def running_relay(cfg: RelaySettings) -> AsyncIterator[RelayContext]:
     async with contextlib.AsyncExitStack() as stack:
-        pool = await create_pool(cfg.database_url, min_size=1, max_size=cfg.relay_db_pool_size)
+        pool = await create_pool(
+            cfg.database_url,
+            min_size=1,
+            max_size=cfg.relay_db_pool_size,
+            acquire_timeout=cfg.db_acquire_timeout.total_seconds(),
+        )
         stack.push_async_callback(pool.close)
         relay = outbox_relay(pool, cfg)
         stack.push_async_callback(relay.close)

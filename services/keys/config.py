@@ -33,7 +33,17 @@ class Settings(ServiceSettings):
     usage_flush_interval: Duration = timedelta(seconds=5)
     outbox_retention: Duration = timedelta(days=7)
     max_body_bytes: int = 64 * 1024
+    # Administrators' calls, exports, the reaper's and the notifier's calls; verify has a pool of its own, which
+    # nothing else takes (its connections also answer the readiness check).
     db_pool_size: int = Field(default=20, ge=1)
+    verify_db_pool_size: int = Field(default=4, ge=1)
+    # Exports streaming at once, per administrator and per replica (beyond: 429 with Retry-After); each holds a
+    # connection of DB_POOL_SIZE and a repeatable-read transaction until its end.
+    exports_per_admin: int = Field(default=2, ge=1)
+    exports_per_replica: int = Field(default=4, ge=1)
+    # A whole export's bound, and how long one chunk may wait for a reader that takes no data: then it ends.
+    export_deadline: Duration = timedelta(minutes=10)
+    export_stall_timeout: Duration = timedelta(seconds=60)
     # Services (names in SERVICE_TOKENS) allowed to delete expired keys.
     reaper_services: Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_names)] = ("reaper",)
 

@@ -7,6 +7,7 @@ import asyncpg
 
 from services.keys.config import RelaySettings, Settings
 from services.keys.crypto import KeyCipher, KeyDigester
+from services.keys.export import ExportSlots
 from services.keys.usage import UsageRecorder
 from shared.app import database_check, kafka_check
 from shared.auth import ServiceTokens
@@ -16,10 +17,14 @@ from shared.observability import Readiness
 @dataclass(slots=True)
 class KeysContext:
     settings: Settings
+    # Every call but verify (DB_POOL_SIZE).
     pool: asyncpg.Pool
+    # Verify's own (VERIFY_DB_POOL_SIZE): administrators' calls and exports cannot take its connections.
+    verify_pool: asyncpg.Pool
     service_tokens: ServiceTokens
     cipher: KeyCipher
     digester: KeyDigester
+    exports: ExportSlots
     usage: UsageRecorder = field(default_factory=UsageRecorder)
 
     @property
@@ -31,7 +36,9 @@ class KeysContext:
         return self.settings.kafka_topic
 
     def readiness(self) -> Readiness:
-        return _database_decides(self.pool, self.settings.kafka_bootstrap_servers)
+        # On verify's pool: exports and administrators' calls taking every other connection leave a replica that
+        # still answers verify, and it must stay in the Service.
+        return _database_decides(self.verify_pool, self.settings.kafka_bootstrap_servers)
 
 
 @dataclass(slots=True)

@@ -1,10 +1,10 @@
 """HTTP routes of the keys service: parse, authorize, call the service layer, shape the answer."""
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
-from fastapi.responses import StreamingResponse
 
 from services.keys import service
 from services.keys.auth import SERVICE_ERRORS, AsReaper, KeyManager, Service
@@ -26,6 +26,7 @@ from services.keys.schemas import (
     VerifyResponse,
 )
 from shared.errors import ApiError, error_responses
+from shared.streaming import BoundedStreamingResponse
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=SERVICE_ERRORS)
 NOT_A_KEY_MANAGER = "The acting administrator is not a customer administrator"
@@ -35,6 +36,12 @@ NAME_TAKEN = "The organization has a key of that name (case-insensitive)"
 CSV: dict[int | str, dict[str, Any]] = {
     200: {"description": "The CSV, streamed", "content": {"text/csv": {"schema": {"type": "string"}}}}
 }
+EXPORT_ERRORS = error_responses(
+    described={
+        429: "The administrator has `EXPORTS_PER_ADMIN` exports running, or this replica `EXPORTS_PER_REPLICA`: "
+        "try again after `Retry-After` seconds"
+    }
+)
 LIST_ERRORS = error_responses(
     422,
     described={
@@ -63,6 +70,15 @@ async def list_query(
 
 
 Listing = Annotated[ListQuery, Depends(list_query)]
+
+
+async def export_slot(actor: KeyManager, ctx: Ctx) -> AsyncIterator[None]:
+    """One of the administrator's and the replica's export slots, held until the response has ended."""
+    with ctx.exports.take(actor.username):
+        yield
+
+
+ExportSlot = Annotated[None, Depends(export_slot)]
 
 
 @router.post(
@@ -99,15 +115,21 @@ async def list_keys(actor: KeyManager, conn: Conn, query: Listing) -> Response:
 @router.get(
     "/export.csv",
     response_class=Response,  # the documents' media type (text/csv) is the 200's below
-    responses=CSV | LIST_ERRORS,
+    responses=CSV | LIST_ERRORS | EXPORT_ERRORS,
 )
-async def export_keys(actor: KeyManager, conn: Conn, ctx: Ctx, query: Listing) -> StreamingResponse:
-    """Every key the list shows for this filter, with the full key, as a streamed CSV."""
+async def export_keys(
+    actor: KeyManager, _: ExportSlot, conn: Conn, ctx: Ctx, query: Listing
+) -> BoundedStreamingResponse:
+    """Every key the list shows for this filter, with the full key, as a streamed CSV. A stream cut off by
+    `EXPORT_DEADLINE` or `EXPORT_STALL_TIMEOUT` ends without HTTP's last chunk (the download fails)."""
     body = await service.export_keys(conn, ctx, actor, query)
-    return StreamingResponse(
+    return BoundedStreamingResponse(
         body,
+        deadline=ctx.settings.export_deadline.total_seconds(),
+        stall_timeout=ctx.settings.export_stall_timeout.total_seconds(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="api-keys.csv"', "Cache-Control": "no-store"},
+        what=f"export of {actor.username}",
     )
 
 

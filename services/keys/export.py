@@ -1,16 +1,54 @@
 """CSV export: RFC 4180, formula cells neutralised, produced a chunk at a time."""
 
+import collections
+import contextlib
 import csv
 import io
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 from services.keys.crypto import KeyCipher, Sealed
+from shared.errors import ApiError
 
 # A cell starting with one of these may be run as a formula by a spreadsheet (OWASP: CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 HEADER = ("id", "name", "organization", "expiration_date", "created_by", "created_at", "key")
 ROWS_PER_CHUNK = 500
+# When a caller over the limits may try again: an export at an ordinary pace takes about this long.
+EXPORT_RETRY_AFTER_SECONDS = "30"
+
+
+class ExportSlots:
+    """How many exports stream at once on this replica, in all and per administrator (EXPORTS_PER_REPLICA,
+    EXPORTS_PER_ADMIN): each holds a pooled connection and a repeatable-read transaction until it ends."""
+
+    def __init__(self, per_admin: int, per_replica: int) -> None:
+        self.per_admin = per_admin
+        self.per_replica = per_replica
+        self._by_admin: collections.Counter[str] = collections.Counter()
+
+    @property
+    def running(self) -> int:
+        return self._by_admin.total()
+
+    @contextlib.contextmanager
+    def take(self, admin: str) -> Iterator[None]:
+        """A slot for `admin`'s export while the block runs; a 429 with Retry-After when none is free."""
+        if self._by_admin[admin] >= self.per_admin:
+            raise _too_many(f"at most {self.per_admin} exports at once per administrator; try again when one ends")
+        if self.running >= self.per_replica:
+            raise _too_many("too many exports are running; try again shortly")
+        self._by_admin[admin] += 1
+        try:
+            yield
+        finally:
+            self._by_admin[admin] -= 1
+            if self._by_admin[admin] <= 0:
+                del self._by_admin[admin]
+
+
+def _too_many(message: str) -> ApiError:
+    return ApiError(429, message, headers={"Retry-After": EXPORT_RETRY_AFTER_SECONDS})
 
 
 async def key_cells(rows: AsyncIterator[Mapping[str, Any]], cipher: KeyCipher) -> AsyncIterator[tuple[str, ...]]:
@@ -38,7 +76,7 @@ def encode_rows(rows: Iterable[Iterable[str]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-async def stream_csv(rows: AsyncIterator[tuple[str, ...]]) -> AsyncIterator[bytes]:
+async def stream_csv(rows: AsyncIterator[tuple[str, ...]]) -> AsyncGenerator[bytes]:
     # A BOM so spreadsheet programs read the UTF-8 names correctly.
     yield b"\xef\xbb\xbf" + encode_rows([HEADER])
     chunk: list[tuple[str, ...]] = []

@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -185,9 +186,16 @@ async def export_keys(
     """Checks reach and audits before the first byte; then streams rows from one server-side cursor.
 
     `conn` must stay the caller's until the stream ends: the route's connection does (FastAPI releases
-    it after the response is sent)."""
+    it after the response is sent). The caller closes the stream when it ends it early (`aclose`: the
+    transaction ends and the audit row says how far it went)."""
     subtree = await _subtree(conn, actor, query.organization_id)
-    details = {"organization_id": str(query.organization_id) if query.organization_id else None, "q": query.q}
+    details: dict[str, Any] = {
+        "organization_id": str(query.organization_id) if query.organization_id else None,
+        "q": query.q,
+    }
+    # Written unfinished: a stream cut off before its end (a reader gone, stalled or past the deadline) that
+    # could not record its end still reads as unfinished.
+    details |= {"keys": 0, "finished": False}
     audit_id = await repository.audit(conn, actor.username, "export", details=details)
 
     async def body() -> AsyncIterator[bytes]:
@@ -208,8 +216,9 @@ async def export_keys(
                     sort=query.sort,
                     descending=query.order == "desc",
                 )
-                async for chunk in stream_csv(counted(key_cells(rows, ctx.cipher))):
-                    yield chunk
+                async with contextlib.aclosing(stream_csv(counted(key_cells(rows, ctx.cipher)))) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
             finished = True
         finally:
             # Rows handed to the response, and whether the last byte went: a reader that went away is
@@ -228,7 +237,7 @@ async def verify(ctx: KeysContext, key: str) -> bytes:
     if not keyformat.is_well_formed(key):
         _OUTCOMES["malformed"].inc()
         return INVALID_JSON
-    row = await repository.find_by_digest(ctx.pool, ctx.digester.candidates(key))
+    row = await repository.find_by_digest(ctx.verify_pool, ctx.digester.candidates(key))
     if row is None:
         _OUTCOMES["unknown"].inc()
         return INVALID_JSON

@@ -54,7 +54,12 @@ async def running(cfg: Settings) -> AsyncIterator[NotifierContext]:
     readers = ServiceTokens(parse_service_tokens(cfg.notices_tokens, variable="NOTICES_TOKENS"))
     create_label_sets(cfg.expiry_notice_thresholds)
     async with contextlib.AsyncExitStack() as stack:
-        pool = await create_pool(cfg.database_url, min_size=2, max_size=cfg.db_pool_size)
+        pool = await create_pool(
+            cfg.database_url,
+            min_size=2,
+            max_size=cfg.db_pool_size,
+            acquire_timeout=cfg.db_acquire_timeout.total_seconds(),
+        )
         stack.push_async_callback(pool.close)
         keys = KeysClient(
             cfg.keys_url,

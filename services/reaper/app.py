@@ -40,6 +40,7 @@ async def running(cfg: Settings) -> AsyncIterator[ReaperContext]:
             cfg.database_url,
             min_size=1,
             max_size=cfg.db_pool_size,
+            acquire_timeout=cfg.db_acquire_timeout.total_seconds(),
             server_settings={"synchronous_commit": "off"},
         )
         stack.push_async_callback(pool.close)
