@@ -57,8 +57,13 @@ def test_the_schemas_refuse_misspelled_fields_removed_api_versions_and_what_a_cr
     no_spec = {k: v for k, v in topic.items() if k != "spec"}  # required by v1
     misspelled = copy.deepcopy(topic)
     misspelled["spec"]["replicationFactor"] = misspelled["spec"].pop("replicas")
-    assert kubeconform_errors(kubeconform, [topic]) == ""
-    for broken in (deploy, rule, monitor, removed_version, no_spec, misspelled):
+    user = one(docs, "KafkaUser", "keyward-notifier-kafka")
+    one_operation = copy.deepcopy(user)  # v1beta2's `operation`, gone from v1: `operations` only
+    one_operation["spec"]["authorization"]["acls"][0]["operation"] = "Read"
+    unknown_authentication = copy.deepcopy(user)
+    unknown_authentication["spec"]["authentication"]["type"] = "scram-sha-256"
+    assert kubeconform_errors(kubeconform, [topic, user]) == ""
+    for broken in (deploy, rule, monitor, removed_version, no_spec, misspelled, one_operation, unknown_authentication):
         assert kubeconform_errors(kubeconform, [broken]), f"accepted: {broken['kind']} {broken.get('spec', '')}"
 
 
