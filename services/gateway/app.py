@@ -40,11 +40,14 @@ PRUNE_SECONDS = 600
 HERE = Path(__file__).parent
 
 
-def _client(base_url: str, timeout: float) -> httpx.AsyncClient:
+def _client(
+    base_url: str, timeout: float, *, connections: int = 100, acquire_timeout: float | None = None
+) -> httpx.AsyncClient:
+    """`connections` at most; a call that gets none within `acquire_timeout` raises httpx.PoolTimeout."""
     return httpx.AsyncClient(
         base_url=base_url,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0), pool=acquire_timeout or timeout),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=min(connections, 20)),
     )
 
 
@@ -56,12 +59,21 @@ async def running(
     live_events: bool,
     provider_transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[GatewayContext]:
+    upstream_timeout, acquire_timeout = (
+        cfg.upstream_timeout.total_seconds(),
+        cfg.upstream_acquire_timeout.total_seconds(),
+    )
     async with (
-        _client(cfg.keys_url, cfg.upstream_timeout.total_seconds()) as keys_http,
+        _client(
+            cfg.keys_url, upstream_timeout, connections=cfg.upstream_connections, acquire_timeout=acquire_timeout
+        ) as keys_http,
+        _client(
+            cfg.keys_url, upstream_timeout, connections=cfg.export_connections, acquire_timeout=acquire_timeout
+        ) as exports_http,
         _client(cfg.notifier_url, cfg.notifier_timeout.total_seconds()) as notifier_http,
         contextlib.AsyncExitStack() as stack,
     ):
-        keys = KeysClient(keys_http, cfg.keys_token, cfg.acting_admin_secret)
+        keys = KeysClient(keys_http, exports_http, cfg.keys_token, cfg.acting_admin_secret)
         ctx = GatewayContext(
             settings=cfg,
             keys=keys,
@@ -150,6 +162,10 @@ def _install_page_errors(app: FastAPI, templates: Jinja2Templates) -> None:
         body = error_body(exc.status, exc.message, exc.code, exc.fields)
         if _wants_html(request):
             return templates.TemplateResponse(
-                request, "error.html", {"error": body["error"], "status": exc.status}, status_code=exc.status
+                request,
+                "error.html",
+                {"error": body["error"], "status": exc.status},
+                status_code=exc.status,
+                headers=exc.headers,
             )
-        return JSONResponse(body, status_code=exc.status)
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)

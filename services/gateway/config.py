@@ -38,6 +38,16 @@ class Settings(ServiceSettings):
     session_cookie_secure: bool | None = None
     db_pool_size: int = Field(default=5, ge=1)
     upstream_timeout: Duration = timedelta(seconds=10)
+    # Connections to the keys service: pages and API calls have `upstream_connections`, exports (streamed, as
+    # slow as their reader) `export_connections` of their own, so that downloads never take what pages need. A
+    # call that gets none within `upstream_acquire_timeout` is a 503 with Retry-After.
+    upstream_connections: int = Field(default=50, ge=1)
+    export_connections: int = Field(default=8, ge=1)
+    upstream_acquire_timeout: Duration = timedelta(seconds=2)
+    # An export whose reader takes nothing for `export_stall_timeout` is ended, and none lasts longer than
+    # `export_deadline` (the keys service's settings of the same names bound its side).
+    export_stall_timeout: Duration = timedelta(seconds=60)
+    export_deadline: Duration = timedelta(minutes=10)
     notifier_timeout: Duration = timedelta(seconds=2)
     # A live-update stream is closed after this long; the browser reconnects and is authorized again.
     events_stream_lifetime: Duration = timedelta(minutes=5)

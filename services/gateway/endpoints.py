@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from services.gateway.dependencies import Admin, Ctx, Discloser, still_signed_in
@@ -23,6 +23,7 @@ from services.gateway.schemas import (
     organization_tree,
 )
 from shared.errors import ApiError, error_responses
+from shared.streaming import BoundedStreamingResponse
 
 # Every call's error answers; each route adds its own, its own and the keys service's (passed through).
 router = APIRouter(
@@ -180,11 +181,19 @@ async def create_key(body: KeyCreate, admin: Admin, ctx: Ctx) -> Response:
     responses=CSV | LIST_ERRORS,
     openapi_extra={"parameters": EXPORT_PARAMETERS},
 )
-async def export_keys(request: Request, admin: Discloser, ctx: Ctx) -> StreamingResponse:
+async def export_keys(request: Request, admin: Discloser, ctx: Ctx) -> BoundedStreamingResponse:
     """Every key the list shows for this filter, with the full key, streamed as CSV."""
     body = await ctx.keys.stream("/v1/keys/export.csv", admin.username, _params(request, EXPORT_PARAMS))
     headers = {"Content-Disposition": 'attachment; filename="api-keys.csv"', **NO_STORE}
-    return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)
+    # A reader that stops reading is let go, and the exports' connection it held to the keys service freed.
+    return BoundedStreamingResponse(
+        body,
+        deadline=ctx.settings.export_deadline.total_seconds(),
+        stall_timeout=ctx.settings.export_stall_timeout.total_seconds(),
+        media_type="text/csv; charset=utf-8",
+        headers=headers,
+        what="export",
+    )
 
 
 @router.post(
