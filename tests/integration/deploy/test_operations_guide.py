@@ -6,7 +6,16 @@ import re
 import pytest
 
 from tests.integration.deploy.conftest import ROOT
-from tests.integration.deploy.manifests import PORTS, SERVICES, deployment, main_container, of_kind
+from tests.integration.deploy.manifests import (
+    PORTS,
+    SERVICES,
+    all_containers,
+    deployment,
+    environment,
+    main_container,
+    of_kind,
+    pod_templates,
+)
 
 GUIDE = (ROOT / "docs/operations.md").read_text()
 NAMESPACE = {"dev": "keyward-dev", "prod": "keyward"}
@@ -125,3 +134,25 @@ def test_the_namespaces_the_guide_names_are_the_overlays(rendered, overlay):
     namespaces = {d["metadata"].get("namespace") for d in rendered[overlay]}
     assert namespaces == {NAMESPACE[overlay]}
     assert f"namespace `{NAMESPACE[overlay]}`" in GUIDE or f"-n {NAMESPACE[overlay]}" in GUIDE
+
+
+def test_the_secrets_table_lists_every_secret_and_key_production_reads(rendered):
+    """Operators create the Secrets from this table: it names each one production reads and each key of it."""
+    documented: dict[str, set[str]] = {}
+    names: list[str] = []
+    for row in table("### Secrets"):
+        names = [n.strip() for n in row[0].split(",")] if row[0] else names
+        for name in names:
+            documented.setdefault(name, set()).update(k.strip() for k in row[1].split(","))
+    read: dict[str, set[str]] = {}
+    docs = rendered["prod"]
+    for _, template in pod_templates(docs):
+        for container in all_containers(template):
+            for secret, key, _ in environment(docs, container)[1].values():
+                read.setdefault(secret, set()).add(key)
+        for volume in template["spec"]["volumes"]:
+            if "secret" in volume:
+                read.setdefault(volume["secret"]["secretName"], set()).update(
+                    i["key"] for i in volume["secret"]["items"]
+                )
+    assert documented == read
