@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.settings import ROOT
 from deploy.local import runenv
-from shared.kafka import ensure_topics
+from deploy.local import kafka_access, runenv
 from shared.migrate import scratch_database
 
 # `--env NAME=VALUE`: added to every service process's environment, to measure a setting or a fix.
@@ -51,7 +51,7 @@ async def fresh_topic() -> str:
     """A topic of this run (3 partitions, as the tests use, and as GroupProgress expects); all of them are
     deleted at the end."""
     name = f"apikeys.lifecycle.bench-{uuid4().hex[:10]}"
-    await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {name: 3})
+    await kafka_access.create_topics({name: 3})
     TOPICS.append(name)
     return name
 
@@ -61,9 +61,8 @@ class GroupProgress:
 
     def __init__(self, topic: str, partitions: int = 3) -> None:
         self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
-        bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        self._offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        self._admin = AIOKafkaAdminClient(**kafka_access.access().options())
+        self._offsets = AIOKafkaConsumer(**kafka_access.access().options())
 
     async def __aenter__(self) -> "GroupProgress":
         await self._admin.start()
@@ -188,7 +187,7 @@ async def running(process: Process) -> AsyncIterator[Process]:
 async def delete_topics() -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+    admin = AIOKafkaAdminClient(**kafka_access.access().options())
     await admin.start()
     try:
         await admin.delete_topics(TOPICS)

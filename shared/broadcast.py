@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.events import CloudEvent, decode
 from shared.events.envelope import InvalidEvent
-from shared.kafka import reconnecting
+from shared.kafka import KafkaAccess, reconnecting
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class BroadcastConsumer:
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaAccess,
         topic: str,
         *,
         client_id: str,
@@ -29,7 +29,7 @@ class BroadcastConsumer:
         on_positioned: Callable[[], None],
     ) -> None:
         """`on_positioned` runs each time the consumer is in place again (events may have been missed)."""
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topic = topic
         self.client_id = client_id
         self.on_event = on_event
@@ -42,7 +42,7 @@ class BroadcastConsumer:
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.kafka.options(),
             client_id=self.client_id,
             group_id=None,
             enable_auto_commit=False,

@@ -41,7 +41,7 @@ from tenacity import (
 
 from shared.events import EVENT_TYPES, CloudEvent, decode
 from shared.events.envelope import InvalidEvent
-from shared.kafka import idempotent_producer, manual_commit_consumer, reconnecting
+from shared.kafka import KafkaAccess, idempotent_producer, manual_commit_consumer, reconnecting
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class EventConsumer:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        kafka: KafkaAccess,
         topic: str,
         group_id: str,
         client_id: str,
@@ -112,7 +112,7 @@ class EventConsumer:
         dead_letter_topic: str | None = None,
         retry_for: float = RETRY_FOR_SECONDS,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topic = topic
         self.group_id = group_id
         self.client_id = client_id
@@ -149,9 +149,9 @@ class EventConsumer:
             await self._close()
 
     async def _consume(self) -> None:
-        self._consumer = manual_commit_consumer(self.bootstrap, self.group_id, self.topic, client_id=self.client_id)
+        self._consumer = manual_commit_consumer(self.kafka, self.group_id, self.topic, client_id=self.client_id)
         await self._consumer.start()
-        self._producer = idempotent_producer(self.bootstrap, f"{self.client_id}-dlq")
+        self._producer = idempotent_producer(self.kafka, f"{self.client_id}-dlq")
         await self._producer.start()
         self.ready.set()
         while True:

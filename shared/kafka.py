@@ -6,12 +6,44 @@ import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 from tenacity import AsyncRetrying, before_sleep_log, retry_if_not_exception_type, wait_exponential
+
+
+@dataclass(frozen=True)
+class KafkaAccess:
+    """Where the brokers are and who this process is to them: every client of this project is made from one.
+
+    Each service is a principal of its own (SASL/SCRAM), allowed by the brokers' ACLs only what it needs
+    (docs/operations.md); TLS wherever the brokers are not on this machine's loopback.
+    """
+
+    bootstrap: str
+    security_protocol: str = "SASL_SSL"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    mechanism: str = "SCRAM-SHA-512"
+    ca_file: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """aiokafka's keyword arguments for a client, admin client, producer or consumer."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL_"):
+            options |= {
+                "sasl_mechanism": self.mechanism,
+                "sasl_plain_username": self.username,
+                "sasl_plain_password": self.password,
+            }
+        if self.security_protocol.endswith("SSL"):
+            options["ssl_context"] = create_ssl_context(cafile=self.ca_file)
+        return options
 
 
 class RememberingPartitioner:
@@ -36,10 +68,10 @@ class RememberingPartitioner:
 MAX_BATCH_BYTES = 256 * 1024
 
 
-def idempotent_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+def idempotent_producer(kafka: KafkaAccess, client_id: str) -> AIOKafkaProducer:
     """acks=all and idempotence: a retried send never writes a message twice or out of order."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka.options(),
         client_id=client_id,
         partitioner=RememberingPartitioner(),
         acks="all",
@@ -52,11 +84,11 @@ def idempotent_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     )
 
 
-def manual_commit_consumer(bootstrap: str, group_id: str, *topics: str, client_id: str) -> AIOKafkaConsumer:
+def manual_commit_consumer(kafka: KafkaAccess, group_id: str, *topics: str, client_id: str) -> AIOKafkaConsumer:
     """Offsets are committed by the caller, only after its own work is durable."""
     return AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=bootstrap,
+        **kafka.options(),
         group_id=group_id,
         client_id=client_id,
         enable_auto_commit=False,
@@ -65,9 +97,9 @@ def manual_commit_consumer(bootstrap: str, group_id: str, *topics: str, client_i
     )
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Creates missing topics (name -> partitions); for tests and local set-ups."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def ensure_topics(kafka: KafkaAccess, topics: dict[str, int]) -> None:
+    """Creates missing topics (name -> partitions); for tests and local set-ups (as a principal allowed to)."""
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

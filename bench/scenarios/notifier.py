@@ -10,7 +10,6 @@ import asyncio
 import base64
 import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 from uuid import uuid4
@@ -23,6 +22,7 @@ from bench.profile import profiled
 from bench.report import Check, Result
 from bench.stack import CpuMeter, Process, fresh_topic, running
 from bench.world import Bench
+from deploy.local import kafka_access
 from services.keys import events
 from services.keys.repository import KEY_COLUMNS, ORGANIZATION_NAMES
 from shared.events import encode
@@ -63,7 +63,7 @@ async def _events(b: Bench, conn: asyncpg.Connection, topic: str, count: int) ->
         prefix + "%",
         THRESHOLD,
     )
-    producer = idempotent_producer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "bench-events")
+    producer = idempotent_producer(kafka_access.access(), "bench-events")
     await producer.start()
     try:
         deliveries = []

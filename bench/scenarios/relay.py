@@ -9,7 +9,6 @@ consumes the topic: receive time minus the event's `created_at`.
 
 import asyncio
 import json
-import os
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ from bench.profile import profiled
 from bench.report import Check, Result
 from bench.stack import running
 from bench.world import Bench
+from deploy.local import kafka_access
 from services.keys import events
 from services.keys.repository import KEY_COLUMNS
 from shared.events import encode
@@ -47,7 +47,7 @@ async def _fill_outbox(b: Bench, conn: asyncpg.Connection, count: int) -> list[M
 
 
 async def _bare(topic: str, messages: list[Message]) -> float:
-    producer = idempotent_producer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "bench-bare-producer")
+    producer = idempotent_producer(kafka_access.access(), "bench-bare-producer")
     await producer.start()
     try:
         started = time.perf_counter()
@@ -79,9 +79,7 @@ async def _consume(consumer: AIOKafkaConsumer, latencies: list[float], stop: asy
 
 
 async def _latency(b: Bench, keys_url: str) -> tuple[list[float], dict[str, object]]:
-    consumer = AIOKafkaConsumer(
-        b.topic, bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"], group_id=None, fetch_max_wait_ms=50
-    )
+    consumer = AIOKafkaConsumer(b.topic, **kafka_access.access().options(), group_id=None, fetch_max_wait_ms=50)
     await consumer.start()
     try:
         partitions = list(consumer.assignment())

@@ -1,7 +1,14 @@
 // Waits until the local Kafka broker really answers, then creates the topics of
-// deploy/local/topics.txt idempotently -- all in one JVM (JVM start-up is the slow part).
+// deploy/local/topics.txt, the SCRAM users and the ACLs of deploy/local/kafka-access.txt, idempotently --
+// all in one JVM (JVM start-up is the slow part). Connects to the broker's admin listener as `admin`
+// (SASL/PLAIN, password in KAFKA_ADMIN_PASSWORD).
 //
-//   java -cp '<libs>/*' deploy/local/EnsureTopics.java <bootstrap> <topics.txt> <timeout-seconds>
+//   java -cp '<libs>/*' EnsureTopics.java <bootstrap> <topics.txt> <timeout-seconds> <access.txt> <topic>
+//   java -cp '<libs>/*' EnsureTopics.java --grant <bootstrap> <access.txt> <topic>...
+//
+// The first form is the stack's start: topics, users (passwords from the variables the access file
+// names), and the ACLs for <topic>. The second grants a test's or a benchmark's own topics the same
+// rights as the lifecycle topic has.
 //
 // topics.txt lines: <name> <partitions> [config=value ...]; '#' starts a comment.
 // Existing topics: never shrunk; grown to the listed partition count; listed configs set.
@@ -22,6 +29,17 @@ import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.ScramCredentialInfo;
+import org.apache.kafka.clients.admin.ScramMechanism;
+import org.apache.kafka.clients.admin.UserScramCredentialAlteration;
+import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
+import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.acl.AclBinding;
+import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.acl.AclPermissionType;
+import org.apache.kafka.common.resource.PatternType;
+import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
@@ -33,22 +51,38 @@ import org.apache.kafka.common.errors.TopicExistsException;
 public class EnsureTopics {
     record Spec(String name, int partitions, Map<String, String> configs) {}
 
+    record User(String name, String passwordVariable) {}
+
+    record Allow(String principal, AclOperation operation, ResourceType type, String name) {}
+
+    record Access(List<User> users, List<Allow> rules) {}
+
     public static void main(String[] args) throws Exception {
-        if (args.length != 3) {
-            System.err.println("usage: EnsureTopics <bootstrap> <topics.txt> <timeout-seconds>");
-            System.exit(2);
-        }
-        String bootstrap = args[0];
-        List<Spec> specs;
         try {
-            specs = parse(Path.of(args[1]));
+            if (args.length >= 4 && args[0].equals("--grant")) {
+                Access access = parseAccess(Path.of(args[2]));
+                try (Admin admin = Admin.create(adminProps(args[1]))) {
+                    grant(admin, access, List.of(args).subList(3, args.length));
+                }
+                return;
+            }
+            if (args.length != 5) {
+                System.err.println("usage: EnsureTopics <bootstrap> <topics.txt> <timeout-seconds> <access.txt> <topic>\n"
+                    + "       EnsureTopics --grant <bootstrap> <access.txt> <topic>...");
+                System.exit(2);
+            }
+            ensureAll(args[0], parse(Path.of(args[1])), Long.parseLong(args[2]), parseAccess(Path.of(args[3])), args[4]);
         } catch (IllegalArgumentException e) {
             System.err.println("EnsureTopics: " + e.getMessage());
             System.exit(2);
-            return;
         }
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(Long.parseLong(args[2]));
+    }
 
+    static Properties adminProps(String bootstrap) {
+        String password = System.getenv("KAFKA_ADMIN_PASSWORD");
+        if (password == null || password.isEmpty()) {
+            throw new IllegalArgumentException("KAFKA_ADMIN_PASSWORD is not set (deploy/local/dev.env has its development value)");
+        }
         Properties props = new Properties();
         props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "5000");
@@ -56,7 +90,21 @@ public class EnsureTopics {
         props.put(AdminClientConfig.RECONNECT_BACKOFF_MS_CONFIG, "200");
         props.put(AdminClientConfig.RECONNECT_BACKOFF_MAX_MS_CONFIG, "500");
         props.put(AdminClientConfig.CLIENT_ID_CONFIG, "keyward-local-ensure-topics");
+        props.put("security.protocol", "SASL_PLAINTEXT");
+        props.put("sasl.mechanism", "PLAIN");
+        props.put("sasl.jaas.config", "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"admin\" password=\""
+            + password.replace("\\", "\\\\").replace("\"", "\\\"") + "\";");
+        return props;
+    }
 
+    static void ensureAll(String bootstrap, List<Spec> specs, long timeoutSeconds, Access access, String topic) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutSeconds);
+        Properties props = adminProps(bootstrap);
+        for (User u : access.users()) {
+            if (System.getenv(u.passwordVariable()) == null || System.getenv(u.passwordVariable()).isEmpty()) {
+                throw new IllegalArgumentException(u.passwordVariable() + " is not set (the password of Kafka user " + u.name() + ")");
+            }
+        }
         String lastError = "no attempt made";
         try (Admin admin = Admin.create(props)) {
             boolean brokerSeen = false;
@@ -68,6 +116,8 @@ public class EnsureTopics {
                     }
                     if (ensure(admin, specs)) {
                         System.out.println("kafka topics ready: " + String.join(", ", specs.stream().map(Spec::name).toList()));
+                        ensureUsers(admin, access);
+                        grant(admin, access, List.of(topic));
                         return;
                     }
                     lastError = "some partitions have no leader yet";
@@ -81,6 +131,62 @@ public class EnsureTopics {
         }
         System.err.println("EnsureTopics: broker at " + bootstrap + " not ready in time: " + lastError);
         System.exit(1);
+    }
+
+    /** Every user of the access file with its SCRAM-SHA-512 credential (set again: a changed password wins). */
+    static void ensureUsers(Admin admin, Access access) throws Exception {
+        List<UserScramCredentialAlteration> upserts = new ArrayList<>();
+        for (User u : access.users()) {
+            String password = System.getenv(u.passwordVariable());
+            upserts.add(new UserScramCredentialUpsertion(u.name(), new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), password));
+        }
+        admin.alterUserScramCredentials(upserts).all().get(15, TimeUnit.SECONDS);
+        System.out.println("kafka users ready: " + String.join(", ", access.users().stream().map(User::name).toList()));
+    }
+
+    /** The access file's rules, its topics' for each of `topics` (creating an ACL that exists is a no-op). */
+    static void grant(Admin admin, Access access, List<String> topics) throws Exception {
+        List<AclBinding> bindings = new ArrayList<>();
+        for (Allow rule : access.rules()) {
+            List<String> names = rule.type() == ResourceType.TOPIC
+                ? topics.stream().map(t -> rule.name().replace("{topic}", t)).toList()
+                : List.of(rule.name());
+            for (String name : names) {
+                PatternType pattern = rule.type() == ResourceType.GROUP && !name.equals("*") ? PatternType.PREFIXED : PatternType.LITERAL;
+                bindings.add(new AclBinding(new ResourcePattern(rule.type(), name, pattern),
+                    new AccessControlEntry("User:" + rule.principal(), "*", rule.operation(), AclPermissionType.ALLOW)));
+            }
+        }
+        admin.createAcls(bindings).all().get(15, TimeUnit.SECONDS);
+        System.out.println("kafka ACLs ready for " + String.join(", ", topics));
+    }
+
+    static Access parseAccess(Path file) throws Exception {
+        List<User> users = new ArrayList<>();
+        List<Allow> rules = new ArrayList<>();
+        int lineNo = 0;
+        for (String raw : Files.readAllLines(file)) {
+            lineNo++;
+            String line = raw.replaceFirst("#.*$", "").trim();
+            if (line.isEmpty()) {
+                continue;
+            }
+            String[] f = line.split("\\s+");
+            if (f[0].equals("user") && f.length == 3) {
+                users.add(new User(f[1], f[2]));
+            } else if (f[0].equals("allow") && f.length == 5 && (f[3].equals("topic") || f[3].equals("group"))) {
+                AclOperation op;
+                try {
+                    op = AclOperation.valueOf(f[2].replaceAll("([a-z])([A-Z])", "$1_$2").toUpperCase());
+                } catch (IllegalArgumentException e) {
+                    throw new IllegalArgumentException(file + ":" + lineNo + ": unknown operation '" + f[2] + "'");
+                }
+                rules.add(new Allow(f[1], op, f[3].equals("topic") ? ResourceType.TOPIC : ResourceType.GROUP, f[4]));
+            } else {
+                throw new IllegalArgumentException(file + ":" + lineNo + ": expected 'user <name> <variable>' or 'allow <principal> <operation> topic|group <name>'");
+            }
+        }
+        return new Access(users, rules);
     }
 
     /** One pass; true when everything is in place. Throws on transient broker errors. */

@@ -8,8 +8,16 @@
 # Jars:    <repo>/.local/kafka/libs      (mvn -f deploy/local/pom.xml dependency:copy-dependencies)
 # Data:    <repo>/.local/kafka/data      (formatted once; survives stop/start)
 # Logs:    <repo>/.local/kafka/logs/
-# Ports:   ${KEYWARD_KAFKA_PORT:-9092} (PLAINTEXT), ${KEYWARD_KAFKA_CONTROLLER_PORT:-9093} (controller)
+#   deploy/local/kafka.sh grant <topic>...            # a test's own topics get the lifecycle's ACLs
+#   deploy/local/kafka.sh client-config <principal>   # prints the path of a client properties file that
+#       signs in as <principal> (admin, keys, notifier, reaper, gateway or platform), for the CLI tools:
+#       kafka.sh tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server 127.0.0.1:9092 \
+#         --consumer.config "$(kafka.sh client-config platform)" --topic apikeys.lifecycle
+#
+# Ports:   ${KEYWARD_KAFKA_PORT:-9092} (clients: SASL/SCRAM-SHA-512), ${KEYWARD_KAFKA_ADMIN_PORT:-9094} (the
+#          broker and these tools: SASL/PLAIN as admin), ${KEYWARD_KAFKA_CONTROLLER_PORT:-9093} (controller)
 # Topics:  deploy/local/topics.txt
+# Access:  deploy/local/kafka-access.txt (users and ACLs; passwords from deploy/local/dev.env unless set)
 #
 # Idempotent: start on a running broker and stop on a stopped one are no-ops.
 # status exits 0 when running, 3 when stopped.
@@ -18,10 +26,18 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd -P)"
 
+# The development passwords (the caller's values win: dev.env only fills in what is unset).
+set -a
+# shellcheck source=deploy/local/dev.env
+. "$SCRIPT_DIR/dev.env"
+set +a
+
 PORT="${KEYWARD_KAFKA_PORT:-9092}"
+ADMIN_PORT="${KEYWARD_KAFKA_ADMIN_PORT:-9094}"
 CONTROLLER_PORT="${KEYWARD_KAFKA_CONTROLLER_PORT:-9093}"
 HOST="127.0.0.1"
 BOOTSTRAP="$HOST:$PORT"
+ADMIN_BOOTSTRAP="$HOST:$ADMIN_PORT"
 READY_TIMEOUT="${KEYWARD_KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT=30
 # Tried in order when resolving jars (first one Maven Central serves wins).
@@ -32,6 +48,7 @@ TEMPLATE="$SCRIPT_DIR/server.properties.template"
 TOPICS_FILE="$SCRIPT_DIR/topics.txt"
 LOG4J_BROKER="$SCRIPT_DIR/log4j2.properties"
 LOG4J_TOOLS="$SCRIPT_DIR/log4j2-tools.properties"
+ACCESS_FILE="$SCRIPT_DIR/kafka-access.txt"
 ENSURE_SRC="$SCRIPT_DIR/EnsureTopics.java"
 
 KHOME="$REPO_ROOT/.local/kafka"
@@ -48,10 +65,13 @@ LOCKFILE="$KHOME/.lock"
 log() { printf '[kafka] %s\n' "$*" >&2; }
 die() { printf '[kafka] ERROR: %s\n' "$*" >&2; exit 1; }
 
-for p in PORT CONTROLLER_PORT READY_TIMEOUT; do
+for p in PORT ADMIN_PORT CONTROLLER_PORT READY_TIMEOUT; do
   [[ "${!p}" =~ ^[0-9]+$ ]] || die "$p must be a number, got '${!p}'"
 done
-[[ "$PORT" != "$CONTROLLER_PORT" ]] || die "broker and controller ports must differ ($PORT)"
+[[ "$(printf '%s\n' "$PORT" "$ADMIN_PORT" "$CONTROLLER_PORT" | sort -u | wc -l)" -eq 3 ]] \
+  || die "the client, admin and controller ports must differ ($PORT, $ADMIN_PORT, $CONTROLLER_PORT)"
+[[ -n "${KAFKA_ADMIN_PASSWORD:-}" && "$KAFKA_ADMIN_PASSWORD" =~ ^[A-Za-z0-9._-]+$ ]] \
+  || die "KAFKA_ADMIN_PASSWORD must be set, letters, digits, '.', '_' and '-' only"
 
 apt_install() {
   [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null || return 1
@@ -146,10 +166,13 @@ java_tool() {
 render_props() {
   local esc_data
   esc_data="$(printf '%s' "$DATA" | sed -e 's/[\\&|]/\\&/g')"
-  sed -e "s|{{PORT}}|$PORT|g" \
+  # It holds the admin password: the owner's only.
+  (umask 077 && sed -e "s|{{PORT}}|$PORT|g" \
+      -e "s|{{ADMIN_PORT}}|$ADMIN_PORT|g" \
       -e "s|{{CONTROLLER_PORT}}|$CONTROLLER_PORT|g" \
+      -e "s|{{ADMIN_PASSWORD}}|$KAFKA_ADMIN_PASSWORD|g" \
       -e "s|{{DATA_DIR}}|$esc_data|g" \
-      "$TEMPLATE" >"$PROPS.tmp"
+      "$TEMPLATE" >"$PROPS.tmp")
   if grep -qE '\{\{[A-Z_]+\}\}' "$PROPS.tmp"; then die "unsubstituted placeholder in $TEMPLATE"; fi
   mv "$PROPS.tmp" "$PROPS"
 }
@@ -194,8 +217,8 @@ ensure_topics_runner() {
 wait_ready_and_topics() {
   ensure_topics_runner
   local timeout="$1"
-  # One JVM: waits for the broker (bounded), then creates/checks topics.
-  if ! "${ENSURE_CMD[@]}" "$BOOTSTRAP" "$TOPICS_FILE" "$timeout" >&2; then
+  # One JVM: waits for the broker (bounded), then creates/checks topics, users and ACLs.
+  if ! "${ENSURE_CMD[@]}" "$ADMIN_BOOTSTRAP" "$TOPICS_FILE" "$timeout" "$ACCESS_FILE" "${KAFKA_TOPIC:-apikeys.lifecycle}" >&2; then
     return 1
   fi
 }
@@ -216,6 +239,7 @@ cmd_start() {
   else
     rm -f "$PIDFILE"
     if port_open "$PORT"; then die "port $PORT is already in use by another process (not our broker)"; fi
+    if port_open "$ADMIN_PORT"; then die "admin port $ADMIN_PORT is already in use by another process"; fi
     if port_open "$CONTROLLER_PORT"; then die "controller port $CONTROLLER_PORT is already in use by another process"; fi
 
     render_props
@@ -295,6 +319,31 @@ cmd_status() {
   return 3
 }
 
+cmd_grant() {
+  [[ $# -ge 1 ]] || die "usage: $0 grant <topic>..."
+  need_java
+  ensure_installed
+  ensure_topics_runner
+  "${ENSURE_CMD[@]}" --grant "$ADMIN_BOOTSTRAP" "$ACCESS_FILE" "$@" >&2
+}
+
+cmd_client_config() {
+  [[ $# -eq 1 ]] || die "usage: $0 client-config <principal>"
+  local variable
+  case "$1" in
+    admin) variable=KAFKA_ADMIN_PASSWORD ;;
+    platform) variable=KAFKA_PLATFORM_PASSWORD ;;
+    keys|notifier|reaper|gateway) variable="${1^^}_KAFKA_PASSWORD" ;;
+    *) die "unknown principal '$1' (admin, keys, notifier, reaper, gateway or platform)" ;;
+  esac
+  mkdir -p "$KHOME"
+  local file="$KHOME/client-$1.properties"
+  (umask 077 && printf '%s\n' "security.protocol=SASL_PLAINTEXT" "sasl.mechanism=SCRAM-SHA-512" \
+    "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$1\" password=\"${!variable}\";" \
+    >"$file")
+  echo "$file"
+}
+
 cmd_tool() {
   [[ $# -ge 1 ]] || die "usage: $0 tool <main-class> [args...]"
   need_java
@@ -307,6 +356,8 @@ case "${1:-}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   install) take_lock; do_install ;;
+  grant) shift; cmd_grant "$@" ;;
+  client-config) shift; cmd_client_config "$@" ;;
   tool) shift; cmd_tool "$@" ;;
-  *) echo "usage: $0 {start|stop|status|install|tool <main-class> [args...]}" >&2; exit 2 ;;
+  *) echo "usage: $0 {start|stop|status|install|grant <topic>...|client-config <principal>|tool <main-class> [args...]}" >&2; exit 2 ;;
 esac

@@ -5,7 +5,10 @@ whatever the caller set), which holds every service's secrets. A process gets on
 only its own Secret in Kubernetes:
 
 - its database login as DATABASE_URL (`<SERVICE>_DATABASE_URL`, pointed at DATABASE_URL's database, so a
-  test's scratch database works too);
+  test's scratch database works too); with KEYWARD_PGBOUNCER=1 through the local PgBouncer, as in Kubernetes
+  (`through_pgbouncer`);
+- its Kafka principal as KAFKA_USERNAME/KAFKA_PASSWORD (`<SERVICE>_KAFKA_PASSWORD`; deploy/local/kafka-access.txt
+  says what each may do);
 - its token at the keys service as KEYS_TOKEN (unless set), from its entry of SERVICE_TOKENS (which only the
   keys service keeps whole);
 - the secrets its settings name, and nothing of another service's.
@@ -31,6 +34,9 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "NOTIFIER_TOKEN": ("gateway",),
     "NOTICES_TOKENS": ("notifier",),
     "SMTP_PASSWORD": ("notifier",),
+    # The broker's super user and other platform services' principal: no Keyward service's.
+    "KAFKA_ADMIN_PASSWORD": (),
+    "KAFKA_PLATFORM_PASSWORD": (),
 }
 # The database login and the Kafka principal of each service (the relay is the keys service's).
 ACCOUNT = {"keys": "keys", "keys-relay": "keys", "notifier": "notifier", "reaper": "reaper", "gateway": "gateway"}
@@ -51,6 +57,8 @@ def service_environment(service: str, environ: Mapping[str, str]) -> dict[str, s
     own_database = environ.get(f"{account.upper()}_DATABASE_URL")
     if own_database:
         env["DATABASE_URL"] = on_database_of(own_database, environ.get("DATABASE_URL", own_database))
+        if through_pgbouncer(service, environ):
+            env["DATABASE_URL"] = via_pgbouncer(env["DATABASE_URL"], environ.get("KEYWARD_PGBOUNCER_PORT", "56432"))
     own_kafka = environ.get(f"{account.upper()}_KAFKA_PASSWORD")
     if own_kafka:
         env["KAFKA_USERNAME"], env["KAFKA_PASSWORD"] = account, own_kafka
@@ -59,6 +67,22 @@ def service_environment(service: str, environ: Mapping[str, str]) -> dict[str, s
         if account in tokens:
             env["KEYS_TOKEN"] = tokens[account].strip()
     return env
+
+
+def through_pgbouncer(service: str, environ: Mapping[str, str]) -> bool:
+    """KEYWARD_PGBOUNCER=1: the service's pools go through the local PgBouncer (deploy/local/pgbouncer.sh), as in
+    Kubernetes (docs/operations.md, "Database connections"). The relay stays direct: its lock and LISTEN need a
+    session of their own, and so does the keys service when it runs the relay itself (RUN_RELAY, on by default)."""
+    if environ.get("KEYWARD_PGBOUNCER") != "1" or service == "keys-relay":
+        return False
+    return service != "keys" or environ.get("RUN_RELAY", "true").lower() in ("false", "0", "no", "off")
+
+
+def via_pgbouncer(url: str, port: str) -> str:
+    """`url`'s login and database at the local PgBouncer, pooling by transaction (shared.db.pgbouncer_options)."""
+    parts = urlsplit(url)
+    netloc = f"{parts.username}:{parts.password}@{parts.hostname}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc, query=""))
 
 
 def on_database_of(login: str, database: str) -> str:

@@ -79,7 +79,7 @@ async def running(
             keys=keys,
             notifier=NotifierClient(notifier_http, cfg.notifier_token),
             verifier=JwtVerifier(cfg),
-            live=LiveStream(cfg.kafka_bootstrap_servers, cfg.kafka_topic, client_id="gateway-live"),
+            live=LiveStream(cfg.kafka, cfg.kafka_topic, client_id="gateway-live"),
             templates=templates,
         )
         tasks: list[asyncio.Task[None] | None] = []

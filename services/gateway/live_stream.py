@@ -13,6 +13,7 @@ from prometheus_client import Gauge
 
 from shared.broadcast import BroadcastConsumer
 from shared.events import CloudEvent
+from shared.kafka import KafkaAccess
 
 LIVE_STREAMS = Gauge("keyward_gateway_live_streams", "Browsers connected to the live-update stream")
 QUEUE_SIZE = 100
@@ -55,11 +56,11 @@ def browser_message(event: CloudEvent) -> dict[str, Any]:
 
 
 class LiveStream:
-    def __init__(self, bootstrap: str, topic: str, client_id: str) -> None:
+    def __init__(self, kafka: KafkaAccess, topic: str, client_id: str) -> None:
         self.subscribers: set[Subscriber] = set()
         # Pages may have missed events while the consumer was away: each (re)positioning has them reload.
         self.consumer = BroadcastConsumer(
-            bootstrap,
+            kafka,
             topic,
             client_id=client_id,
             on_event=self.publish,

@@ -149,7 +149,7 @@ def outbox_relay(pool: asyncpg.Pool, cfg: Settings | RelaySettings) -> OutboxRel
     return OutboxRelay(
         pool,
         cfg.database_url,
-        cfg.kafka_bootstrap_servers,
+        cfg.kafka,
         client_id="keys-relay",
         retention_seconds=cfg.outbox_retention.total_seconds(),
     )

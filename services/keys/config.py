@@ -53,6 +53,10 @@ class Settings(ServiceSettings):
     key_hmac_secrets: str
     key_encryption_keys: str
 
+    @property
+    def uses_kafka(self) -> bool:
+        return self.run_relay
+
     secret_fields: ClassVar[tuple[str, ...]] = (
         "service_tokens",
         "acting_admin_secret",

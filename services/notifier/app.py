@@ -85,7 +85,7 @@ async def running(cfg: Settings) -> AsyncIterator[NotifierContext]:
             ctx, concurrency=cfg.sender_concurrency, poll_interval=cfg.sender_poll_interval, lease=cfg.notice_lease
         )
         consumer = EventConsumer(
-            bootstrap=cfg.kafka_bootstrap_servers,
+            kafka=cfg.kafka,
             topic=cfg.kafka_topic,
             group_id=cfg.notifier_consumer_group,
             client_id=f"notifier-{instance}",

@@ -59,7 +59,7 @@ async def running(cfg: Settings) -> AsyncIterator[ReaperContext]:
         )
         OLDEST_EXPIRED_AGE.set_function(reaper.oldest_expired_age)
         consumer = EventConsumer(
-            bootstrap=cfg.kafka_bootstrap_servers,
+            kafka=cfg.kafka,
             topic=cfg.kafka_topic,
             group_id=cfg.reaper_consumer_group,
             client_id=f"reaper-{socket.gethostname()}-{os.getpid()}",

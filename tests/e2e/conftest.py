@@ -17,9 +17,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from playwright.async_api import Browser, BrowserContext, async_playwright
 
+from deploy.local import kafka_access
 from services.keys.directory.importer import import_directory, load
 from shared.db import create_pool
-from shared.kafka import ensure_topics
 from shared.migrate import scratch_database
 from tests.fixtures.keycloak import (
     Keycloak,
@@ -71,7 +71,7 @@ async def _services(database_url: str) -> AsyncIterator[Stack]:
         finally:
             await pool.close()
         topic = f"apikeys.lifecycle.e2e-{uuid4().hex[:10]}"
-        await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {topic: 3, f"{topic}.dlq": 1})
+        await kafka_access.create_topics({topic: 3, f"{topic}.dlq": 1})
         common = {"DATABASE_URL": database_url, "KAFKA_TOPIC": topic}
         keys = ServiceProcess("keys", common | {"EXPIRY_NOTICE_THRESHOLDS": THRESHOLDS, "EXPIRY_WATCH_INTERVAL": "1s"})
         processes.append(await keys.start())

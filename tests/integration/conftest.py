@@ -16,17 +16,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from asgi_lifespan import LifespanManager
 
+from deploy.local import kafka_access
 from services.keys.app import create_app
 from services.keys.config import Settings
 from shared.auth import parse_service_tokens
 from shared.db import create_pool
 from shared.events import CloudEvent, decode
 from shared.events.schemagen import SCHEMA_DIR
-from shared.kafka import ensure_topics
 from shared.migrate import scratch_database
 from tests.fixtures.directory import Tenant, create_admin, create_org, create_tenant
 from tests.fixtures.keys import Caller
-from tests.fixtures.processes import ServiceProcess, database_login, service_env
+from tests.fixtures.processes import ServiceProcess, database_login, kafka_login, service_env
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +38,7 @@ async def database_url() -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 async def topic() -> str:
     name = f"apikeys.lifecycle.test-{uuid4().hex[:10]}"
-    await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {name: 3})
+    await kafka_access.create_topics({name: 3})
     return name
 
 
@@ -46,6 +46,7 @@ async def topic() -> str:
 def settings(database_url: str, topic: str) -> Settings:
     return Settings(  # type: ignore[call-arg]
         database_url=database_login("keys", database_url),
+        **kafka_login("keys"),
         kafka_topic=topic,
         expiry_watch_interval=timedelta(seconds=1),
         usage_flush_interval=timedelta(seconds=1),
@@ -145,7 +146,7 @@ async def event_log(topic: str) -> AsyncIterator[EventLog]:
     log = EventLog()
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        **kafka_access.access().options(),
         auto_offset_reset="earliest",
         group_id=None,
         enable_auto_commit=False,

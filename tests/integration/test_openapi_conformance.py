@@ -19,9 +19,9 @@ from uuid import uuid4
 
 import pytest
 
+from deploy.local import kafka_access
 from services.keys.directory.importer import import_directory, load
 from shared.db import create_pool
-from shared.kafka import ensure_topics
 from shared.migrate import scratch_database
 from tests.fixtures.gateway import AUDIENCE, ISSUER, JWT_SECRET, SESSION_SECRET, make_token
 from tests.fixtures.processes import ROOT, ServiceProcess, free_port
@@ -55,7 +55,7 @@ async def services() -> AsyncIterator[Services]:
         finally:
             await pool.close()
         topic = f"apikeys.lifecycle.openapi-{uuid4().hex[:10]}"
-        await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {topic: 1})
+        await kafka_access.create_topics({topic: 1})
         keys = await ServiceProcess("keys", {"DATABASE_URL": database_url, "KAFKA_TOPIC": topic}).start()
         try:
             gateway = ServiceProcess(

@@ -23,7 +23,7 @@ from services.keys.metrics import (
     RELAY_PUBLISHED,
 )
 from services.keys.outbox import repository
-from shared.kafka import RememberingPartitioner, idempotent_producer
+from shared.kafka import KafkaAccess, RememberingPartitioner, idempotent_producer
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,11 @@ SAFETY_WAKE_SECONDS = 30.0
 
 class OutboxRelay:
     def __init__(
-        self, pool: asyncpg.Pool, dsn: str, bootstrap: str, *, client_id: str, retention_seconds: float
+        self, pool: asyncpg.Pool, dsn: str, kafka: KafkaAccess, *, client_id: str, retention_seconds: float
     ) -> None:
         self.pool = pool
         self.dsn = dsn
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.client_id = client_id
         self.retention_seconds = retention_seconds
         self._wake = asyncio.Event()
@@ -178,7 +178,7 @@ class OutboxRelay:
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = idempotent_producer(self.bootstrap, self.client_id)
+            producer = idempotent_producer(self.kafka, self.client_id)
             await producer.start()
             self._producer = producer
         return self._producer

@@ -13,10 +13,11 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from deploy.local import kafka_access
 from services.keys.config import Settings
 from shared.auth import parse_service_tokens, sign_acting_admin
 from shared.events import CloudEvent, KeyCreated, KeyDeleted, encode
-from shared.kafka import ensure_topics, idempotent_producer
+from shared.kafka import idempotent_producer
 from tests.fixtures.directory import Tenant
 from tests.fixtures.events import detached_key_fields
 from tests.fixtures.processes import ServiceProcess
@@ -167,7 +168,7 @@ CONSUMERS: dict[str, tuple[Callable[[int], CloudEvent], Callable[..., Awaitable[
 
 
 async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_access.access().options())
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -190,9 +191,9 @@ async def test_sigterm_while_consuming_commits_only_handled_events_and_a_restart
     make_event, handled, group_setting, count = CONSUMERS[service]
     bootstrap = settings.kafka_bootstrap_servers
     topic = f"apikeys.lifecycle.test-shutdown-{uuid4().hex[:10]}"
-    await ensure_topics(bootstrap, {topic: 3, f"{topic}.dlq": 1})
+    await kafka_access.create_topics({topic: 3, f"{topic}.dlq": 1})
     events = [make_event(n) for n in range(count)]
-    producer = idempotent_producer(bootstrap, "deploy-shutdown-test")
+    producer = idempotent_producer(kafka_access.access(), "deploy-shutdown-test")
     await producer.start()
     try:
         deliveries = []
@@ -202,7 +203,7 @@ async def test_sigterm_while_consuming_commits_only_handled_events_and_a_restart
         placed = [(m.partition, m.offset) for m in await asyncio.gather(*deliveries)]
     finally:
         await producer.stop()
-    group = f"deploy-shutdown-{uuid4().hex[:8]}"
+    group = f"{service}-shutdown-{uuid4().hex[:8]}"  # a group the service's principal may use
     env = service_env(settings) | {"KAFKA_TOPIC": topic, group_setting: group, "KEYS_URL": keys_server.url}
 
     first = await ServiceProcess(service, env).start()

@@ -99,8 +99,8 @@ async def pages(settings: Settings, keys_server: ServiceProcess) -> AsyncIterato
     env = service_env(settings) | {"KEYS_URL": keys_server.url, "REAPER_INTERVAL": "1h"}
     env |= {"EXPIRY_NOTICE_THRESHOLDS": "30d,14d,7d,3d,1d"}
     others = [
-        ServiceProcess("notifier", env | {"NOTIFIER_CONSUMER_GROUP": f"deploy-n-{uuid4().hex[:8]}"}),
-        ServiceProcess("reaper", env | {"REAPER_CONSUMER_GROUP": f"deploy-r-{uuid4().hex[:8]}"}),
+        ServiceProcess("notifier", env | {"NOTIFIER_CONSUMER_GROUP": f"notifier-monitoring-{uuid4().hex[:8]}"}),
+        ServiceProcess("reaper", env | {"REAPER_CONSUMER_GROUP": f"reaper-monitoring-{uuid4().hex[:8]}"}),
     ]
     started: list[ServiceProcess] = []
     try:

@@ -18,7 +18,7 @@ from services.gateway.config import Settings as GatewaySettings
 from services.keys.config import Settings as KeysSettings
 from tests.fixtures.gateway import gateway_env
 from tests.fixtures.keycloak import keycloak_fixture  # noqa: F401 (the provider, for the AUTH_MODE=oidc tests)
-from tests.fixtures.processes import ServiceProcess
+from tests.fixtures.processes import ServiceProcess, kafka_login
 
 
 @dataclass
@@ -63,6 +63,7 @@ def stub() -> Iterator[StubServer]:
 
 def gateway_settings(keys: KeysSettings, keys_url: str, **overrides: Any) -> GatewaySettings:
     values: dict[str, Any] = {k.lower(): v for k, v in gateway_env(keys, keys_url).items()}
+    values.update(kafka_login("gateway"))
     values.update(overrides)
     return GatewaySettings(**values, log_format="text")
 

@@ -7,11 +7,11 @@ from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer
 
+from deploy.local import kafka_access
 from services.keys import expiry
 from services.keys.outbox import repository as outbox
 from services.keys.outbox.relay import BATCH, RELAY_LOCK, OutboxRelay
 from shared.events import CloudEvent, KeyCreated
-from shared.kafka import ensure_topics
 from tests.fixtures.directory import Tenant
 from tests.fixtures.events import detached_key_fields
 from tests.fixtures.keys import create_key
@@ -113,7 +113,7 @@ async def test_standby_relays_publish_nothing_twice_and_take_over_when_the_leade
         OutboxRelay(
             pool,
             settings.database_url,
-            settings.kafka_bootstrap_servers,
+            settings.kafka,
             client_id=f"test-relay-{i}",
             retention_seconds=3600,
         )
@@ -168,21 +168,19 @@ async def test_a_lone_relay_whose_lock_connection_is_killed_relays_again_within_
 async def test_a_backlog_of_several_batches_is_published_once_in_order_and_marked_sent(pool, settings):
     """The relay reads a batch while Kafka acknowledges the one before: none may be read twice or overtake."""
     topic = f"apikeys.lifecycle.test-relay-{uuid4().hex[:10]}"
-    await ensure_topics(settings.kafka_bootstrap_servers, {topic: 3})
+    await kafka_access.create_topics({topic: 3})
     events = [CloudEvent.of(KeyCreated(**detached_key_fields())) for _ in range(BATCH * 5 // 2)]
     async with pool.acquire() as conn, conn.transaction():
         await outbox.add_events(conn, topic, events)
     relay = OutboxRelay(
         pool,
         settings.database_url,
-        settings.kafka_bootstrap_servers,
+        settings.kafka,
         client_id="test-relay-order",
         retention_seconds=60,
     )
     task = asyncio.create_task(relay.run())
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest", group_id=None
-    )
+    consumer = AIOKafkaConsumer(topic, **kafka_access.access().options(), auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     received: dict[int, list[str]] = {}
 

@@ -15,8 +15,9 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from deploy.local import kafka_access
 from shared.db import create_pool
-from shared.kafka import ensure_topics, idempotent_producer
+from shared.kafka import idempotent_producer
 from shared.migrate import scratch_database
 from tests.fixtures.directory import Tenant, create_admin, create_org, create_tenant
 from tests.fixtures.events import Publisher
@@ -34,7 +35,7 @@ async def nf_database_url() -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 async def nf_topic() -> str:
     name = f"apikeys.lifecycle.test-notifier-{uuid4().hex[:10]}"
-    await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {name: 3, f"{name}.dlq": 1})
+    await kafka_access.create_topics({name: 3, f"{name}.dlq": 1})
     return name
 
 
@@ -147,7 +148,7 @@ async def notices_api(notifier: Notifier, gateway_token: str) -> AsyncIterator[h
 
 @pytest.fixture(scope="session")
 async def producer() -> AsyncIterator[AIOKafkaProducer]:
-    p = idempotent_producer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "notifier-tests")
+    p = idempotent_producer(kafka_access.access(), "notifier-tests")
     await p.start()
     yield p
     await p.stop()

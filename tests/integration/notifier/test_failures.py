@@ -1,13 +1,13 @@
 """SMTP outages, refused recipients and messages that cannot be handled."""
 
 import asyncio
-import os
 
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from shared.events import KeyExpiring
+from deploy.local import kafka_access
+from shared.events import CloudEvent, KeyExpiring
 from tests.fixtures.events import Publisher, expiring, key_fields
 from tests.fixtures.mail import Sink, email_of
 from tests.fixtures.notifier import wait_for_notices
@@ -16,10 +16,10 @@ from tests.fixtures.waiting import stays_true
 
 
 async def test_every_email_arrives_once_the_smtp_server_is_back(
-    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+    publish: Publisher, sink: Sink, make_tenant, make_key, notices_api: httpx.AsyncClient
 ):
     tenant = await make_tenant(admins=3)
-    fields = key_fields(tenant, days=14)
+    fields = await make_key(tenant, days=14)
     sink.stop()
     await publish.event(expiring(fields, 14))
     # Retried with backoff meanwhile (1s, then 2s at most in this world), each attempt recorded.
@@ -39,12 +39,12 @@ async def test_every_email_arrives_once_the_smtp_server_is_back(
 
 
 async def test_a_recipient_refused_for_good_is_recorded_as_failed_and_not_retried(
-    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+    publish: Publisher, sink: Sink, make_tenant, make_key, notices_api: httpx.AsyncClient
 ):
     tenant = await make_tenant(admins=3)
     refused = email_of(tenant.admins[1])
     sink.handler.refuse[refused] = "550 5.1.1 No such user here"
-    fields = key_fields(tenant, days=3)
+    fields = await make_key(tenant, days=3)
     await publish.event(expiring(fields, 3))
     items = await wait_for_notices(
         notices_api,
@@ -61,12 +61,12 @@ async def test_a_recipient_refused_for_good_is_recorded_as_failed_and_not_retrie
 
 
 async def test_a_recipient_refused_for_now_is_retried_until_accepted(
-    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+    publish: Publisher, sink: Sink, make_tenant, make_key, notices_api: httpx.AsyncClient
 ):
     tenant = await make_tenant(admins=2)
     busy = email_of(tenant.admins[0])
     sink.handler.refuse[busy] = "452 4.2.2 Mailbox full, try later"
-    fields = key_fields(tenant, days=3)
+    fields = await make_key(tenant, days=3)
     await publish.event(expiring(fields, 3))
     await sink.wait_for(lambda: len(sink.to(email_of(tenant.admins[1]), fields["key_id"])) == 1)
     await wait_for_notices(notices_api, fields["key_id"], lambda items: any(i["attempts"] >= 2 for i in items))
@@ -75,7 +75,7 @@ async def test_a_recipient_refused_for_now_is_retried_until_accepted(
 
 
 async def test_a_poison_message_goes_to_the_dead_letter_topic_and_consumption_goes_on(
-    publish: Publisher, sink: Sink, make_tenant, nf_topic: str
+    publish: Publisher, sink: Sink, make_tenant, make_key, nf_topic: str
 ):
     tenant = await make_tenant(admins=1)
     unreadable = key_fields(tenant)
@@ -89,10 +89,12 @@ async def test_a_poison_message_goes_to_the_dead_letter_topic_and_consumption_go
         ("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
     ]
     await publish.raw(str(tenant.id).encode(), b"{not json", headers)
-    # Decodes, but PostgreSQL refuses to store a NUL in text: the handler can never succeed.
-    unstorable = key_fields(tenant, name="nul\x00here")
-    unstorable_event = await publish.event(expiring(unstorable, 30))
-    healthy = key_fields(tenant)
+    # Decodes, and its key is known, but PostgreSQL cannot store its threshold: the handler can never succeed.
+    unstorable = await make_key(tenant)
+    unstorable_event = await publish.event(
+        CloudEvent.of(KeyExpiring(**unstorable, threshold_seconds=2**64, days_left=30))
+    )
+    healthy = await make_key(tenant)
     await publish.event(expiring(healthy, 30))
     await sink.wait_for(lambda: len(sink.about(healthy["key_id"])) == 1)
     assert sink.about(unreadable["key_id"]) == sink.about(unstorable["key_id"]) == []
@@ -101,13 +103,11 @@ async def test_a_poison_message_goes_to_the_dead_letter_topic_and_consumption_go
     assert dead["poison-1"]["traceparent"] == headers[-1][1]
     assert dead["poison-1"]["ce_type"] == KeyExpiring.type.encode()
     assert b"malformed" in dead["poison-1"]["dlq_error"]
-    assert b"CharacterNotInRepertoire" in dead[unstorable_event.id]["dlq_error"]
+    assert b"DataError" in dead[unstorable_event.id]["dlq_error"]
 
 
 async def read_dead_letters(topic: str, ids: set[str], timeout: float = 20.0) -> dict[str, dict[str, bytes]]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"], auto_offset_reset="earliest", group_id=None
-    )
+    consumer = AIOKafkaConsumer(topic, **kafka_access.access().options(), auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     found: dict[str, dict[str, bytes]] = {}
     try:
@@ -125,10 +125,10 @@ async def read_dead_letters(topic: str, ids: set[str], timeout: float = 20.0) ->
 
 
 async def test_fanouts_one_after_another_share_smtp_connections_and_one_that_stopped_answering_is_not_used(
-    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+    publish: Publisher, sink: Sink, make_tenant, make_key, notices_api: httpx.AsyncClient
 ):
     tenant = await make_tenant(admins=2)
-    first = [key_fields(tenant, days=3) for _ in range(8)]
+    first = [await make_key(tenant, days=3) for _ in range(8)]
     greetings = sink.handler.ehlos
     for fields in first:
         await publish.event(expiring(fields, 3))
@@ -138,7 +138,7 @@ async def test_fanouts_one_after_another_share_smtp_connections_and_one_that_sto
 
     # The idle connections stop answering: the next fan-out notices before it sends, and loses no attempt.
     sink.mute_open_connections()
-    later = key_fields(tenant, days=3)
+    later = await make_key(tenant, days=3)
     await publish.event(expiring(later, 3))
     await sink.wait_for(lambda: len(sink.about(later["key_id"])) == 2)
     items = await wait_for_notices(
@@ -148,10 +148,10 @@ async def test_fanouts_one_after_another_share_smtp_connections_and_one_that_sto
 
 
 async def test_a_keys_service_outage_in_the_middle_of_a_fanout_holds_no_claim_and_loses_no_email(
-    publish: Publisher, sink: Sink, make_tenant, nf_keys: ServiceProcess, nf_pool: asyncpg.Pool, notices_api
+    publish: Publisher, sink: Sink, make_tenant, make_key, nf_keys: ServiceProcess, nf_pool: asyncpg.Pool, notices_api
 ):
     tenant = await make_tenant(admins=12)
-    fields = key_fields(tenant, days=7)
+    fields = await make_key(tenant, days=7)
     # 0.3 s an e-mail: the fan-out outlives RECIPIENTS_CACHE_TTL (1 s) and asks the directory again midway.
     sink.handler.delay = 0.3
     await publish.event(expiring(fields, 7))

@@ -1,7 +1,6 @@
 """Several reapers at once, and a reaper killed mid-run: every key deleted once, none left behind."""
 
 import asyncio
-import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -11,9 +10,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from deploy.local import kafka_access
 from services.keys.config import Settings
 from shared.events import decode
-from shared.kafka import ensure_topics
 from tests.fixtures.directory import Tenant
 from tests.fixtures.keys import create_key
 from tests.fixtures.processes import ServiceProcess, metric, service_env
@@ -68,7 +67,7 @@ async def test_two_reapers_at_once_delete_each_key_once_within_the_interval(
 async def quiet_keys(settings: Settings) -> AsyncIterator[ServiceProcess]:
     """A keys service writing to a topic of its own, so thousands of events stay out of the shared event log."""
     topic = f"apikeys.lifecycle.reaper-{uuid4().hex[:8]}"
-    await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {topic: 3})
+    await kafka_access.create_topics({topic: 3})
     process = await ServiceProcess("keys", service_env(settings) | {"KAFKA_TOPIC": topic}).start()
     yield process
     await process.stop()
@@ -78,7 +77,7 @@ async def deleted_events_on(topic: str, ids: list[UUID], timeout: float) -> Coun
     """Reads `topic` from the start until every key of `ids` has a deleted event (or `timeout` passes)."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        **kafka_access.access().options(),
         auto_offset_reset="earliest",
         group_id=None,
         enable_auto_commit=False,

@@ -1,7 +1,6 @@
 """The lifecycle events tell the reaper when to wake: a key that expires long before the next planned pass
 is still deleted as it expires."""
 
-import os
 import time
 from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
@@ -10,8 +9,8 @@ import asyncpg
 import httpx
 import pytest
 
+from deploy.local import kafka_access
 from services.keys.config import Settings
-from shared.kafka import ensure_topics
 from tests.fixtures.directory import Tenant
 from tests.fixtures.keys import Caller, create_key
 from tests.fixtures.processes import ServiceProcess, metric, service_env
@@ -25,7 +24,7 @@ LIFETIME = 4.0
 async def short_lived_keys(settings: Settings) -> AsyncIterator[ServiceProcess]:
     """A keys service whose keys live 4 seconds, on a topic of its own so its reaper has no backlog to read."""
     topic = f"apikeys.lifecycle.reaper-{uuid4().hex[:8]}"
-    await ensure_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], {topic: 3})
+    await kafka_access.create_topics({topic: 3})
     env = service_env(settings) | {"KAFKA_TOPIC": topic, "KEY_LIFETIME": f"{int(LIFETIME)}s"}
     process = await ServiceProcess("keys", env).start()
     yield process

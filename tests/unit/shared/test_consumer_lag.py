@@ -1,6 +1,9 @@
 from prometheus_client import REGISTRY
 
 from shared.consumer import CONSUMER_LAG, EventConsumer
+from shared.kafka import KafkaAccess
+
+NOWHERE = KafkaAccess("127.0.0.1:1", "PLAINTEXT")
 
 
 async def handle(event) -> None:  # pragma: no cover - never called
@@ -12,7 +15,7 @@ def lag(group: str, partition: int) -> float | None:
 
 
 def test_a_partition_that_moved_to_another_consumer_loses_its_lag_value():
-    consumer = EventConsumer(bootstrap="127.0.0.1:1", topic="t", group_id="lag-test", client_id="c", handle=handle)
+    consumer = EventConsumer(kafka=NOWHERE, topic="t", group_id="lag-test", client_id="c", handle=handle)
     for partition, value in ((0, 7), (1, 3), (2, 0)):
         CONSUMER_LAG.labels("lag-test", str(partition)).set(value)
     consumer._lag_reported = {0, 1, 2}

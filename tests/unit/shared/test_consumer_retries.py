@@ -5,7 +5,10 @@ from prometheus_client import REGISTRY
 
 from shared.consumer import EventConsumer
 from shared.events import CloudEvent, KeyCreated, KeyDeleted, encode
+from shared.kafka import KafkaAccess
 from tests.fixtures.events import detached_key_fields
+
+NOWHERE = KafkaAccess("127.0.0.1:1", "PLAINTEXT")
 
 
 def record(event: CloudEvent) -> ConsumerRecord:
@@ -42,7 +45,7 @@ async def test_an_event_whose_handling_fails_for_now_is_handled_again_until_it_s
         if len(seen) < 3:
             raise ConnectionError("the database is restarting")
 
-    consumer = EventConsumer(bootstrap="127.0.0.1:1", topic="t", group_id="retry-test", client_id="c", handle=flaky)
+    consumer = EventConsumer(kafka=NOWHERE, topic="t", group_id="retry-test", client_id="c", handle=flaky)
     before = consumed("retry-test")
     await consumer._process(record(event))
     assert seen == [event.id] * 3
@@ -56,7 +59,7 @@ async def test_an_event_handled_at_the_first_try_is_handled_once_and_counted():
     async def handle(received: CloudEvent) -> None:
         seen.append(received.id)
 
-    consumer = EventConsumer(bootstrap="127.0.0.1:1", topic="t", group_id="once-test", client_id="c", handle=handle)
+    consumer = EventConsumer(kafka=NOWHERE, topic="t", group_id="once-test", client_id="c", handle=handle)
     await consumer._process(record(event))
     assert seen == [event.id]
     assert consumed("once-test") == 1
@@ -75,7 +78,7 @@ async def test_a_batch_goes_to_handle_many_at_once_and_each_event_is_counted():
         batches.append([e.id for e in received])
 
     consumer = EventConsumer(
-        bootstrap="127.0.0.1:1", topic="t", group_id="many-test", client_id="c", handle=one, handle_many=many
+        kafka=NOWHERE, topic="t", group_id="many-test", client_id="c", handle=one, handle_many=many
     )
     before = consumed("many-test")
     assert await consumer._process_many([record(e) for e in events]) is True
@@ -96,7 +99,7 @@ async def test_a_batch_that_fails_or_holds_a_stranger_is_left_to_the_one_by_one_
         raise ConnectionError("the database is restarting")
 
     consumer = EventConsumer(
-        bootstrap="127.0.0.1:1", topic="t", group_id="fallback-test", client_id="c", handle=one, handle_many=failing
+        kafka=NOWHERE, topic="t", group_id="fallback-test", client_id="c", handle=one, handle_many=failing
     )
     before = consumed("fallback-test")
     assert await consumer._process_many([record(e) for e in events]) is False
@@ -124,7 +127,7 @@ async def test_a_consumer_of_some_types_passes_the_others_over_undecoded_and_mov
         seen.append(received.id)
 
     consumer = EventConsumer(
-        bootstrap="127.0.0.1:1", topic="t", group_id="types-test", client_id="c", handle=handle, types={KeyCreated.type}
+        kafka=NOWHERE, topic="t", group_id="types-test", client_id="c", handle=handle, types={KeyCreated.type}
     )
 
     async def dead_letter(message: ConsumerRecord, error: Exception) -> None:

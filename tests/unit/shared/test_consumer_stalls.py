@@ -9,7 +9,10 @@ from prometheus_client import REGISTRY
 
 from shared.consumer import CONSUMER_LAG, EventConsumer
 from shared.events import CloudEvent, KeyDeleted, encode
+from shared.kafka import KafkaAccess
 from tests.fixtures.events import detached_key_fields
+
+NOWHERE = KafkaAccess("127.0.0.1:1", "PLAINTEXT")
 
 
 def record(event: CloudEvent, offset: int, partition: int = 0) -> ConsumerRecord:
@@ -59,7 +62,7 @@ def test_the_dead_letter_counter_of_a_group_exists_at_zero_as_soon_as_its_consum
     async def handle(event: CloudEvent) -> None: ...
 
     assert sample("keyward_events_dead_lettered_total", {"group": "born-at-zero"}) is None
-    EventConsumer(bootstrap="127.0.0.1:1", topic="t", group_id="born-at-zero", client_id="c", handle=handle)
+    EventConsumer(kafka=NOWHERE, topic="t", group_id="born-at-zero", client_id="c", handle=handle)
     assert sample("keyward_events_dead_lettered_total", {"group": "born-at-zero"}) == 0.0
 
 
@@ -70,9 +73,7 @@ async def test_a_message_that_keeps_failing_goes_to_the_dead_letter_topic_after_
         calls.append(time.monotonic())
         raise ConnectionError("the handler's database refuses this one")
 
-    consumer = EventConsumer(
-        bootstrap="127.0.0.1:1", topic="t", group_id="gives-up", client_id="c", handle=broken, retry_for=0.3
-    )
+    consumer = EventConsumer(kafka=NOWHERE, topic="t", group_id="gives-up", client_id="c", handle=broken, retry_for=0.3)
     consumer._producer = producer = FakeProducer()  # type: ignore[assignment]
     event = deleted()
     tp = TopicPartition("t", 0)
@@ -98,7 +99,7 @@ async def test_the_lag_is_brought_up_to_date_while_a_message_is_retried_and_prog
         if len(lag_seen) < 3:
             raise ConnectionError("the database is restarting")
 
-    consumer = EventConsumer(bootstrap="127.0.0.1:1", topic="t", group_id="retrying", client_id="c", handle=flaky)
+    consumer = EventConsumer(kafka=NOWHERE, topic="t", group_id="retrying", client_id="c", handle=flaky)
     consumer._consumer = FakeKafkaConsumer(highwater=110)  # type: ignore[assignment]
     # The lag as last seen after a batch: 0, which a stuck message would otherwise leave there for good.
     CONSUMER_LAG.labels("retrying", "3").set(0)
@@ -114,7 +115,7 @@ async def test_the_lag_is_brought_up_to_date_while_a_message_is_retried_and_prog
 def test_a_partition_that_moved_to_another_consumer_loses_its_progress_with_its_lag():
     async def handle(event: CloudEvent) -> None: ...
 
-    consumer = EventConsumer(bootstrap="127.0.0.1:1", topic="t", group_id="moved", client_id="c", handle=handle)
+    consumer = EventConsumer(kafka=NOWHERE, topic="t", group_id="moved", client_id="c", handle=handle)
     consumer._report_lag(0, 5)
     consumer._report_lag(1, 0)
     # Counted from when the partition became ours.
