@@ -38,7 +38,10 @@ class KeysContext:
     def readiness(self) -> Readiness:
         # On verify's pool: exports and administrators' calls taking every other connection leave a replica that
         # still answers verify, and it must stay in the Service.
-        return _database_decides(self.verify_pool, self.settings.kafka_bootstrap_servers)
+        # A keys service that does not relay has no business with Kafka (nor, in Kubernetes, a way to reach it).
+        return _database_decides(
+            self.verify_pool, self.settings.kafka_bootstrap_servers if self.settings.uses_kafka else None
+        )
 
 
 @dataclass(slots=True)
@@ -52,7 +55,7 @@ class RelayContext:
         return _database_decides(self.pool, self.settings.kafka_bootstrap_servers)
 
 
-def _database_decides(pool: asyncpg.Pool, bootstrap: str) -> Readiness:
+def _database_decides(pool: asyncpg.Pool, bootstrap: str | None) -> Readiness:
     # Kafka is reported, not required: the outbox keeps every event while it is down, and verify must go on
     # serving voice clients meanwhile.
-    return Readiness({"database": database_check(pool)}, {"kafka": kafka_check(bootstrap)})
+    return Readiness({"database": database_check(pool)}, {"kafka": kafka_check(bootstrap)} if bootstrap else {})

@@ -5,7 +5,7 @@ from services.keys.app import create_app
 from shared.auth import parse_service_tokens
 from tests.fixtures.errors import assert_error
 from tests.fixtures.keys import Caller
-from tests.fixtures.processes import ServiceProcess
+from tests.fixtures.processes import ServiceProcess, service_env
 
 
 async def test_the_keys_service_runs_as_a_process_and_reports_ready(keys_server: ServiceProcess):
@@ -16,6 +16,18 @@ async def test_the_keys_service_runs_as_a_process_and_reports_ready(keys_server:
         metrics = (await client.get("/metrics")).text
         assert "keyward_outbox_backlog" in metrics
         assert "http_request_duration_seconds" in metrics
+
+
+async def test_a_keys_service_that_does_not_relay_reports_no_kafka_and_needs_no_principal(settings):
+    env = service_env(settings) | {"RUN_RELAY": "false", "KEYS_KAFKA_PASSWORD": ""}
+    process = await ServiceProcess("keys", env).start()
+    try:
+        async with httpx.AsyncClient(base_url=process.url) as client:
+            ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"database": "ok"}
+    finally:
+        await process.stop()
 
 
 async def test_the_gateway_lists_the_directory_on_a_developers_machine_only(http, as_admin, world, settings):
