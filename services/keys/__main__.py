@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         relay_settings = RelaySettings()
         serve(create_relay_app(relay_settings), relay_settings, relay_settings.relay_port)
         return 0
-    settings = Settings()  # type: ignore[call-arg]
+    # The operator commands write the database only (events they cause wait in the outbox for a relay), so
+    # they need no Kafka principal.
+    settings = Settings() if args.command == "serve" else Settings(run_relay=False)  # type: ignore[call-arg]
     if args.command == "serve":
         from services.keys.app import create_app
 

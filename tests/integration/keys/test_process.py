@@ -1,8 +1,14 @@
+import asyncio
+import os
+import sys
+from pathlib import Path
+
 import httpx
 from asgi_lifespan import LifespanManager
 
 from services.keys.app import create_app
 from shared.auth import parse_service_tokens
+from shared.migrate import scratch_database
 from tests.fixtures.errors import assert_error
 from tests.fixtures.keys import Caller
 from tests.fixtures.processes import ServiceProcess, service_env
@@ -28,6 +34,25 @@ async def test_a_keys_service_that_does_not_relay_reports_no_kafka_and_needs_no_
         assert ready.json()["checks"] == {"database": "ok"}
     finally:
         await process.stop()
+
+
+async def test_the_directory_import_runs_as_make_seed_runs_it_without_a_kafka_principal():
+    """`make seed`: the whole development environment (the owner's DATABASE_URL), no Kafka principal."""
+    async with scratch_database(os.environ["DATABASE_URL"], "kw_test_seed") as database_url:
+        env = {k: v for k, v in os.environ.items() if k != "KAFKA_USERNAME"} | {"DATABASE_URL": database_url}
+        demo = Path(__file__).parents[3] / "deploy/local/demo-directory.yaml"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.keys",
+            "import-directory",
+            str(demo),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, output.decode()
 
 
 async def test_the_gateway_lists_the_directory_on_a_developers_machine_only(http, as_admin, world, settings):
