@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Response
 
 from services.keys import service
-from services.keys.auth import SERVICE_ERRORS, AsReaper, KeyManager, Service
+from services.keys.auth import SERVICE_ERRORS, AsNotifier, AsReaper, KeyManager, Service
 from services.keys.dependencies import Conn, Ctx
 from services.keys.schemas import (
     SORT_ALIASES,
@@ -17,11 +17,13 @@ from services.keys.schemas import (
     Key,
     KeyCreate,
     KeyPage,
+    KeyStandings,
     KeyUpdate,
     KeyWithSecret,
     ListQuery,
     ReapRequest,
     ReapResult,
+    StandingQuery,
     VerifyRequest,
     VerifyResponse,
 )
@@ -104,6 +106,17 @@ async def reap(body: ReapRequest, _: AsReaper, conn: Conn, ctx: Ctx) -> ReapResu
 async def expiry_status(_: AsReaper, conn: Conn) -> ExpiryStatus:
     """For the reaper: the oldest expired key still present, how many there are, and the next key to expire."""
     return await service.expiry_status(conn)
+
+
+@router.post(
+    "/standing",
+    response_model=KeyStandings,
+    responses=error_responses(400, 413, 422, described={403: "The calling service is not the notifier"}),
+)
+async def key_standings(body: StandingQuery, _: AsNotifier, conn: Conn) -> KeyStandings:
+    """For the notifier: the keys asked for that exist and have not expired, as they stand now (tenant,
+    organization, name, expiry), so that an e-mail says what the keys service says, not what an event said."""
+    return await service.standings(conn, body.key_ids)
 
 
 @router.get("", response_model=KeyPage, responses=LIST_ERRORS)

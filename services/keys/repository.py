@@ -105,6 +105,18 @@ async def key(
     )
 
 
+async def standing(conn: asyncpg.Connection, ids: Sequence[UUID]) -> list[asyncpg.Record]:
+    """The live keys among `ids`, with their organizations' names (for the notifier's check of an event)."""
+    return await conn.fetch(
+        f"""
+        SELECT k.id AS key_id, k.tenant_id, k.organization_id, k.name, k.key_display, k.created_by, k.created_at,
+            k.expires_at, {ORGANIZATION_NAMES}
+        FROM keys.api_keys k WHERE k.id = ANY($1::uuid[]) AND k.expires_at > now()
+        """,
+        list(ids),
+    )
+
+
 async def rename_key(conn: asyncpg.Connection, key_id: UUID, name: str) -> asyncpg.Record:
     return await conn.fetchrow(
         f"UPDATE keys.api_keys SET name = $2 WHERE id = $1 RETURNING {KEY_COLUMNS}", key_id, name

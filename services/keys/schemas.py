@@ -103,6 +103,31 @@ class ReapResult(BaseModel):
     more: bool = Field(description="True when the batch was full: call again")
 
 
+class StandingQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key_ids: Annotated[list[UUID], Field(min_length=1, max_length=1000)]
+
+
+class KeyStanding(BaseModel):
+    """A key as it stands now, for the notifier's e-mails: what a lifecycle event says, from the source."""
+
+    key_id: UUID
+    tenant_id: UUID | None
+    organization_id: UUID
+    organization_names: list[str] = Field(description="From the tenant down to the key's organization")
+    name: str
+    key_display: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class KeyStandings(BaseModel):
+    items: list[KeyStanding] = Field(
+        description="The keys asked for that exist and have not expired; a key left out does not, or no longer"
+    )
+
+
 class ExpiryStatus(BaseModel):
     oldest_expired_at: datetime | None = Field(description="The oldest expired key still present, if any")
     expired: int = Field(description="How many expired keys are still present, counted up to 1,000,000")

@@ -21,7 +21,7 @@ from services.keys.directory.service import Actor
 from services.keys.export import key_cells, stream_csv
 from services.keys.metrics import KEYS_CREATED, KEYS_DELETED, VERIFY_OUTCOMES
 from services.keys.outbox import repository as outbox
-from services.keys.schemas import ExpiryStatus, Key, KeyCreate, KeyWithSecret, ListQuery
+from services.keys.schemas import ExpiryStatus, Key, KeyCreate, KeyStanding, KeyStandings, KeyWithSecret, ListQuery
 from shared.errors import ApiError, Conflict, NotFound
 from shared.events import DeleteReason, KeyDeleted, fixed_attributes
 
@@ -268,6 +268,14 @@ async def reap_expired(conn: asyncpg.Connection, ctx: KeysContext, limit: int) -
 async def expiry_status(conn: asyncpg.Connection) -> ExpiryStatus:
     """The oldest expired key still present, how many there are (up to EXPIRED_COUNT_CAP), the next expiry."""
     return ExpiryStatus.model_validate(dict(await repository.expiry_status(conn, EXPIRED_COUNT_CAP)))
+
+
+async def standings(conn: asyncpg.Connection, key_ids: list[UUID]) -> KeyStandings:
+    """The keys among `key_ids` that exist and have not expired, as they stand (the notifier's check)."""
+    rows = await repository.standing(conn, key_ids)
+    return KeyStandings(
+        items=[KeyStanding.model_validate({**r, "organization_names": r["organization_names"] or []}) for r in rows]
+    )
 
 
 async def first_use_of_claim(conn: asyncpg.Connection, jti: str, expires_at: int) -> bool:

@@ -89,8 +89,8 @@ async def running(cfg: Settings) -> AsyncIterator[NotifierContext]:
             topic=cfg.kafka_topic,
             group_id=cfg.notifier_consumer_group,
             client_id=f"notifier-{instance}",
-            handle=dispatcher(pool, sender.poke),
-            handle_many=batch_dispatcher(pool, sender.poke),
+            handle=dispatcher(pool, keys, sender.poke),
+            handle_many=batch_dispatcher(pool, keys, sender.poke),
         )
         tasks = [
             asyncio.create_task(consumer.run(), name="notifier-consumer"),

@@ -1,6 +1,8 @@
 """What the notifier asks the keys service, which owns the directory: who to e-mail, and organization names.
 
 Recipients are cached a few seconds only, so an e-mail goes to the directory as it stands when it is sent.
+An `expiring` event is checked against the key's standing (`POST /v1/keys/standing`, one call per batch of
+events) before any notice is recorded: Kafka is not what vouches for a key.
 Organization names come with the `expiring` event; for an event without them, from
 `GET /v1/organizations/{id}/path` (service token), cached longer: they rarely change, and the names are
 kept on the notice once read.
@@ -8,6 +10,9 @@ kept on the notice once read.
 
 import logging
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +25,40 @@ log = logging.getLogger(__name__)
 
 class KeysUnavailable(Exception):
     """The keys service did not answer as expected; the notice is looked at again later."""
+
+
+# Key ids in one standing call at most (the keys service's bound); a consumer's batch is smaller.
+STANDING_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A key as the keys service says it stands now: what an e-mail about it says, whatever an event said."""
+
+    key_id: UUID
+    tenant_id: UUID | None
+    organization_id: UUID
+    organization_names: tuple[str, ...]
+    name: str
+    key_display: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> "Standing":
+        tenant = body.get("tenant_id")
+        return cls(
+            key_id=UUID(body["key_id"]),
+            tenant_id=UUID(tenant) if tenant else None,
+            organization_id=UUID(body["organization_id"]),
+            organization_names=tuple(body["organization_names"]),
+            name=body["name"],
+            key_display=body["key_display"],
+            created_by=body["created_by"],
+            created_at=datetime.fromisoformat(body["created_at"]),
+            expires_at=datetime.fromisoformat(body["expires_at"]),
+        )
 
 
 class KeysClient:
@@ -86,6 +125,22 @@ class KeysClient:
         self._paths[organization_id] = (time.monotonic(), path)
         return path
 
+    async def standings(self, key_ids: Iterable[UUID]) -> dict[UUID, Standing]:
+        """The keys among `key_ids` that exist and have not expired, as they stand now, by id; one call per
+        STANDING_CHUNK ids. A key left out does not exist (a forged event's), or no longer."""
+        wanted = list(dict.fromkeys(key_ids))
+        found: dict[UUID, Standing] = {}
+        for start in range(0, len(wanted), STANDING_CHUNK):
+            chunk = [str(k) for k in wanted[start : start + STANDING_CHUNK]]
+            body = await self._request("POST", "/v1/keys/standing", json={"key_ids": chunk})
+            try:
+                for item in body["items"]:
+                    standing = Standing.from_json(item)
+                    found[standing.key_id] = standing
+            except (KeyError, TypeError, ValueError) as exc:
+                raise KeysUnavailable(f"the standing answer is malformed: {exc!r}") from exc
+        return found
+
     async def ping(self) -> None:
         (await self._http.get("/healthz", timeout=2.0)).raise_for_status()
 
@@ -93,12 +148,15 @@ class KeysClient:
         await self._http.aclose()
 
     async def _get(self, path: str) -> Any:
+        return await self._request("GET", path)
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = await self._http.get(path)
+            response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise KeysUnavailable(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+            raise KeysUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         if response.status_code != 200:
-            raise KeysUnavailable(f"GET {path} answered {response.status_code}: {response.text[:200]}")
+            raise KeysUnavailable(f"{method} {path} answered {response.status_code}: {response.text[:200]}")
         return response.json()
 
 

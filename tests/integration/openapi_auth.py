@@ -1,6 +1,6 @@
 """Schemathesis's credentials for the keys service (`SCHEMATHESIS_HOOKS`), as the gateway calls it: its service
 token and a fresh `X-Acting-Admin` for every request (a claim lives 60 s, a run longer). The reaper's calls go
-with the reaper's token, the only one they accept."""
+with the reaper's token, the notifier's with the notifier's: the only ones they accept."""
 
 import os
 
@@ -9,6 +9,7 @@ import schemathesis
 from shared.auth import parse_service_tokens, sign_acting_admin
 
 REAPER_PATHS = ("/v1/keys/reap",)
+NOTIFIER_PATHS = ("/v1/keys/standing",)
 
 
 @schemathesis.auth(refresh_interval=None, retry_on=[])
@@ -17,7 +18,8 @@ class ServiceActingForAdministrator:
         return parse_service_tokens(os.environ["SERVICE_TOKENS"])
 
     def set(self, case: schemathesis.Case, data: dict[str, str], context: schemathesis.AuthContext) -> None:
-        service = "reaper" if case.operation.path in REAPER_PATHS else "gateway"
+        path = case.operation.path
+        service = "reaper" if path in REAPER_PATHS else "notifier" if path in NOTIFIER_PATHS else "gateway"
         case.headers = case.headers or {}
         case.headers["Authorization"] = f"Bearer {data[service]}"
         case.headers["X-Acting-Admin"] = sign_acting_admin(

@@ -20,7 +20,7 @@ from shared.db import create_pool
 from shared.kafka import idempotent_producer
 from shared.migrate import scratch_database
 from tests.fixtures.directory import Tenant, create_admin, create_org, create_tenant
-from tests.fixtures.events import Publisher
+from tests.fixtures.events import Publisher, key_fields, store_key
 from tests.fixtures.mail import Sink
 from tests.fixtures.notifier import CLAIM_TIMEOUT_SECONDS, Notifier
 from tests.fixtures.processes import ServiceProcess
@@ -60,6 +60,18 @@ def make_tenant(nf_pool: asyncpg.Pool, nf_root: tuple[UUID, str]) -> Callable[..
     async def make(admins: int = 2) -> Tenant:
         async with nf_pool.acquire() as conn:
             return await create_tenant(conn, nf_root[0], admins=admins)
+
+    return make
+
+
+@pytest.fixture
+def make_key(nf_pool: asyncpg.Pool) -> Callable[..., Awaitable[dict]]:
+    """A key of `tenant`'s org-1 (`key_fields`' arguments) that the keys service knows: the notifier e-mails
+    about no other."""
+
+    async def make(tenant: Tenant, **overrides: object) -> dict:
+        async with nf_pool.acquire() as conn:
+            return await store_key(conn, key_fields(tenant, **overrides))  # type: ignore[arg-type]
 
     return make
 

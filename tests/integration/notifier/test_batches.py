@@ -1,19 +1,40 @@
 """A partition's batch of events handled at once does what handling them one by one does (real PostgreSQL)."""
 
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from uuid import UUID
 
 import asyncpg
+import pytest
 from prometheus_client import REGISTRY
 
 from services.notifier.handlers import batch_dispatcher, dispatcher
+from services.notifier.keys_client import KeysClient
+from shared.auth import parse_service_tokens
 from shared.events import CloudEvent
+from tests.fixtures.directory import Tenant
 from tests.fixtures.events import deleted, detached_key_fields, expiring
+from tests.fixtures.processes import ServiceProcess
 
 
-def story() -> tuple[list[CloudEvent], dict[str, UUID]]:
+@pytest.fixture
+async def keys_client(nf_keys: ServiceProcess) -> AsyncIterator[KeysClient]:
+    """The notifier's client of the keys service, with the notifier's token."""
+    token = parse_service_tokens(os.environ["SERVICE_TOKENS"])["notifier"]
+    client = KeysClient(nf_keys.url, token, timeout=5.0, recipients_ttl=1.0, organizations_ttl=1.0)
+    yield client
+    await client.close()
+
+
+async def story(
+    make_tenant: Callable[..., Awaitable[Tenant]], make_key: Callable[..., Awaitable[dict]]
+) -> tuple[list[CloudEvent], dict[str, UUID]]:
     """A noticed key deleted, then announced again; a key deleted twice over (a redelivery inside the batch);
-    a key announced after them all; a run of other deletions."""
-    a, b, c = detached_key_fields(), detached_key_fields(), detached_key_fields()
+    a key announced after them all; a run of other deletions. The announced keys are known to the keys
+    service (the notifier believes no other)."""
+    tenant = await make_tenant(admins=1)
+    a, c = await make_key(tenant), await make_key(tenant)
+    b = detached_key_fields()
     others = [detached_key_fields() for _ in range(20)]
     b_deleted = deleted(b, "manual")
     events = [
@@ -60,16 +81,18 @@ def duplicates() -> float:
     return REGISTRY.get_sample_value("keyward_notifier_duplicate_events_total") or 0.0
 
 
-async def test_a_batch_handled_at_once_ends_as_the_same_events_handled_one_by_one(nf_pool: asyncpg.Pool):
-    one_by_one, keys_1 = story()
-    handle = dispatcher(nf_pool, lambda: None)
+async def test_a_batch_handled_at_once_ends_as_the_same_events_handled_one_by_one(
+    nf_pool: asyncpg.Pool, keys_client: KeysClient, make_tenant, make_key
+):
+    one_by_one, keys_1 = await story(make_tenant, make_key)
+    handle = dispatcher(nf_pool, keys_client, lambda: None)
     for event in one_by_one:
         await handle(event)
 
-    at_once, keys_2 = story()
+    at_once, keys_2 = await story(make_tenant, make_key)
     commits: list[int] = []
     before = duplicates()
-    await batch_dispatcher(nf_pool, lambda: commits.append(1))(at_once)
+    await batch_dispatcher(nf_pool, keys_client, lambda: commits.append(1))(at_once)
 
     expected = await state(nf_pool, keys_1, one_by_one)
     assert await state(nf_pool, keys_2, at_once) == expected
@@ -84,6 +107,6 @@ async def test_a_batch_handled_at_once_ends_as_the_same_events_handled_one_by_on
     assert duplicates() == before + 1
 
     # Redelivered whole, the batch changes nothing.
-    await batch_dispatcher(nf_pool, lambda: None)(at_once)
+    await batch_dispatcher(nf_pool, keys_client, lambda: None)(at_once)
     assert await state(nf_pool, keys_2, at_once) == expected
     assert duplicates() == before + 1 + 3 + 1

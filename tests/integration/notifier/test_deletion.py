@@ -2,16 +2,16 @@
 
 import httpx
 
-from tests.fixtures.events import Publisher, deleted, expiring, key_fields
+from tests.fixtures.events import Publisher, deleted, expiring
 from tests.fixtures.mail import Sink, email_of
 from tests.fixtures.notifier import notices, wait_for_notices
 
 
 async def test_a_key_deleted_before_its_seven_day_notice_gets_no_more_emails(
-    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+    publish: Publisher, sink: Sink, make_tenant, make_key, notices_api: httpx.AsyncClient
 ):
     tenant = await make_tenant(admins=2)
-    fields = key_fields(tenant)
+    fields = await make_key(tenant)
     await publish.event(expiring(fields, 30))
     await publish.event(expiring(fields, 14))
     await sink.wait_for(lambda: len(sink.about(fields["key_id"])) == 4)
@@ -19,7 +19,7 @@ async def test_a_key_deleted_before_its_seven_day_notice_gets_no_more_emails(
     await publish.event(deleted(fields))
     await publish.event(expiring(fields, 7))
     # Events of one tenant are consumed in order: once this one is e-mailed, the 7-day notice was handled.
-    sentinel = key_fields(tenant)
+    sentinel = await make_key(tenant)
     await publish.event(expiring(sentinel, 30))
     await sink.wait_for(lambda: len(sink.about(sentinel["key_id"])) == 2)
 
@@ -29,10 +29,10 @@ async def test_a_key_deleted_before_its_seven_day_notice_gets_no_more_emails(
 
 
 async def test_a_key_deleted_while_its_emails_wait_for_the_smtp_server_gets_none(
-    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+    publish: Publisher, sink: Sink, make_tenant, make_key, notices_api: httpx.AsyncClient
 ):
     tenant = await make_tenant(admins=2)
-    fields = key_fields(tenant, days=7)
+    fields = await make_key(tenant, days=7)
     sink.stop()
     await publish.event(expiring(fields, 7))
     await wait_for_notices(
@@ -45,7 +45,7 @@ async def test_a_key_deleted_while_its_emails_wait_for_the_smtp_server_gets_none
     assert all("deleted" in i["last_error"] for i in items)
 
     sink.start()
-    sentinel = key_fields(tenant)
+    sentinel = await make_key(tenant)
     await publish.event(expiring(sentinel, 30))
     await sink.wait_for(lambda: len(sink.about(sentinel["key_id"])) == 2)
     assert sink.about(fields["key_id"]) == []

@@ -1,6 +1,7 @@
 """An expiring event becomes one e-mail per tenant customer administrator, as the directory stands."""
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 
@@ -13,10 +14,10 @@ from tests.fixtures.waiting import stays_true
 
 
 async def test_each_tenant_administrator_gets_one_email_naming_the_key_and_its_organization(
-    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient, nf_pool
+    publish: Publisher, sink: Sink, make_tenant, make_key, notices_api: httpx.AsyncClient, nf_pool
 ):
     tenant = await make_tenant(admins=3)
-    fields = key_fields(tenant, name="Front desk", days=7)
+    fields = await make_key(tenant, name="Front desk", days=7)
     await publish.event(expiring(fields, 7))
     await sink.wait_for(lambda: len(sink.about(fields["key_id"])) == 3)
     org = await nf_pool.fetchval("SELECT name FROM keys.organizations WHERE id = $1", fields["organization_id"])
@@ -38,20 +39,30 @@ async def test_each_tenant_administrator_gets_one_email_naming_the_key_and_its_o
     assert {i["threshold"] for i in items} == {"7d"}
 
 
-async def test_the_organization_names_an_expiring_event_carries_are_the_ones_the_email_shows(
-    publish: Publisher, sink: Sink, make_tenant
+async def test_the_email_says_what_the_keys_service_says_of_the_key_not_what_the_event_says(
+    publish: Publisher, sink: Sink, make_tenant, make_key, nf_pool
 ):
-    """The keys service writes the names into the event: the notifier shows them without asking for them."""
+    """An `expiring` event's text is not believed: the name, display, expiry and organizations are the keys
+    service's, so a forged event for a real key chooses no word of the e-mail."""
     tenant = await make_tenant(admins=1)
-    fields = key_fields(tenant, days=3)
+    fields = await make_key(tenant, name="Front desk", days=3)
+    forged = fields | {
+        "name": "Pay the renewal at evil.example",
+        "key_display": "kw_live_evil…evil",
+        "expires_at": fields["expires_at"] - timedelta(days=2),
+    }
     event = CloudEvent.of(
-        KeyExpiring(**fields, threshold_seconds=3 * 86400, days_left=3, organization_names=["Acme Corp", "Lyon Desk"])
+        KeyExpiring(**forged, threshold_seconds=3 * 86400, days_left=1, organization_names=["Acme Corp", "Evil Desk"])
     )
     await publish.event(event)
     await sink.wait_for(lambda: len(sink.about(fields["key_id"])) == 1)
     (received,) = sink.about(fields["key_id"])
-    assert "Acme Corp / Lyon Desk" in received.message.get_body(("plain",)).get_content()
-    assert received.message["Subject"].endswith("of Lyon Desk expires in 3 days")
+    org = await nf_pool.fetchval("SELECT name FROM keys.organizations WHERE id = $1", fields["organization_id"])
+    text = received.message.get_body(("plain",)).get_content()
+    assert received.message["Subject"] == f'[Keyward] API key "Front desk" of {org} expires in 3 days'
+    assert f"{tenant.name} / {org}" in text and fields["key_display"] in text
+    for forged_text in ("evil", "Acme Corp"):
+        assert forged_text not in text and forged_text not in received.message["Subject"]
 
 
 async def test_the_service_reports_ready_and_exports_its_metrics(notifier: Notifier):
@@ -70,11 +81,11 @@ async def test_the_service_reports_ready_and_exports_its_metrics(notifier: Notif
 
 
 async def test_the_recipients_are_the_directory_as_it_stands_when_the_email_is_sent(
-    publish: Publisher, sink: Sink, make_tenant, nf_pool
+    publish: Publisher, sink: Sink, make_tenant, make_key, nf_pool
 ):
     tenant = await make_tenant(admins=2)
     staying, leaving = tenant.admins
-    fields = key_fields(tenant, days=14)
+    fields = await make_key(tenant, days=14)
     await publish.event(expiring(fields, 14))
     await sink.wait_for(lambda: len(sink.about(fields["key_id"])) == 2)
 
@@ -95,12 +106,12 @@ async def test_the_recipients_are_the_directory_as_it_stands_when_the_email_is_s
 
 
 async def test_a_system_level_key_emails_nobody(
-    publish: Publisher, sink: Sink, make_tenant, nf_pool, nf_root, notices_api: httpx.AsyncClient
+    publish: Publisher, sink: Sink, make_tenant, make_key, nf_pool, nf_root, notices_api: httpx.AsyncClient
 ):
     tenant = await make_tenant(admins=1)
     system_key = key_fields(tenant) | {"organization_id": nf_root[0], "tenant_id": None}
     await publish.event(expiring(system_key, 30))
-    sentinel = key_fields(tenant)
+    sentinel = await make_key(tenant)
     # Same partition as the system key (keyed by its organization id), so it is consumed after it.
     await publish.event(CloudEvent.of(KeyExpiring(**sentinel, threshold_seconds=30 * 86400, days_left=30)))
     await sink.wait_for(lambda: len(sink.about(sentinel["key_id"])) == 1)
@@ -108,10 +119,12 @@ async def test_a_system_level_key_emails_nobody(
     assert await notices(notices_api, system_key["key_id"]) == []
 
 
-async def test_a_hostile_key_name_neither_adds_a_header_nor_markup(publish: Publisher, sink: Sink, make_tenant):
+async def test_a_hostile_key_name_neither_adds_a_header_nor_markup(
+    publish: Publisher, sink: Sink, make_tenant, make_key
+):
     tenant = await make_tenant(admins=1)
     hostile = '<script>alert("x")</script>\r\nBcc: victim@example.org\r\n\r\n<img src=x onerror=alert(1)>'
-    fields = key_fields(tenant, name=hostile, days=3)
+    fields = await make_key(tenant, name=hostile, days=3)
     await publish.event(expiring(fields, 3))
     await sink.wait_for(lambda: len(sink.about(fields["key_id"])) == 1)
     (received,) = sink.about(fields["key_id"])

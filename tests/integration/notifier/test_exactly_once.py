@@ -7,7 +7,7 @@ from collections import Counter
 import asyncpg
 import httpx
 
-from tests.fixtures.events import Publisher, expiring, key_fields
+from tests.fixtures.events import Publisher, expiring
 from tests.fixtures.mail import Sink, email_of
 from tests.fixtures.notifier import CLAIM_TIMEOUT_SECONDS, Notifier, wait_for_notices
 from tests.fixtures.waiting import stays_true
@@ -18,14 +18,14 @@ def copies(sink: Sink, key_id: object) -> Counter[tuple[str, int]]:
 
 
 async def test_a_redelivered_event_sends_no_second_email(
-    publish: Publisher, sink: Sink, make_tenant, nf_pool: asyncpg.Pool, notifier: Notifier
+    publish: Publisher, sink: Sink, make_tenant, make_key, nf_pool: asyncpg.Pool, notifier: Notifier
 ):
     tenant = await make_tenant(admins=2)
-    fields = key_fields(tenant)
+    fields = await make_key(tenant)
     event = expiring(fields, 30)
     await publish.event(event)
     await publish.event(event)
-    sentinel = key_fields(tenant)
+    sentinel = await make_key(tenant)
     await publish.event(expiring(sentinel, 30))
     await sink.wait_for(lambda: len(sink.about(sentinel["key_id"])) == 2)
     once_each = Counter({(email_of(a), 30 * 86400): 1 for a in tenant.admins})
@@ -38,11 +38,11 @@ async def test_a_redelivered_event_sends_no_second_email(
 
 
 async def test_a_notifier_killed_in_the_middle_of_a_fanout_still_sends_exactly_one_email_each(
-    publish: Publisher, sink: Sink, make_tenant, notifier: Notifier, notices_api: httpx.AsyncClient
+    publish: Publisher, sink: Sink, make_tenant, make_key, notifier: Notifier, notices_api: httpx.AsyncClient
 ):
     tenant = await make_tenant(admins=50)
     addresses = {email_of(a) for a in tenant.admins}
-    fields = key_fields(tenant, days=7)
+    fields = await make_key(tenant, days=7)
     killed = threading.Event()
 
     def kill_during_the_21st_send(address: str) -> None:
@@ -75,10 +75,10 @@ async def test_a_notifier_killed_in_the_middle_of_a_fanout_still_sends_exactly_o
 
 
 async def test_a_notifier_stopped_in_the_middle_of_a_fanout_finishes_the_send_in_flight_and_leaves_the_rest(
-    publish: Publisher, sink: Sink, make_tenant, notifier: Notifier, nf_pool: asyncpg.Pool
+    publish: Publisher, sink: Sink, make_tenant, make_key, notifier: Notifier, nf_pool: asyncpg.Pool
 ):
     tenant = await make_tenant(admins=20)
-    fields = key_fields(tenant, days=7)
+    fields = await make_key(tenant, days=7)
     sink.handler.delay = 0.1
     await publish.event(expiring(fields, 7))
     await sink.wait_for(lambda: len(sink.about(fields["key_id"])) >= 5)
@@ -102,10 +102,10 @@ async def test_a_notifier_stopped_in_the_middle_of_a_fanout_finishes_the_send_in
 
 
 async def test_a_stopping_notifier_gives_back_the_notices_it_leased_ahead(
-    publish: Publisher, sink: Sink, make_tenant, notifier: Notifier, nf_pool: asyncpg.Pool
+    publish: Publisher, sink: Sink, make_tenant, make_key, notifier: Notifier, nf_pool: asyncpg.Pool
 ):
     tenant = await make_tenant(admins=2)
-    keys = [key_fields(tenant, days=3) for _ in range(8)]
+    keys = [await make_key(tenant, days=3) for _ in range(8)]
     sink.handler.delay = 0.3
     for fields in keys:
         await publish.event(expiring(fields, 3))
@@ -135,14 +135,14 @@ async def test_a_stopping_notifier_gives_back_the_notices_it_leased_ahead(
 
 
 async def test_two_notifier_replicas_never_send_a_duplicate(
-    publish: Publisher, sink: Sink, make_tenant, notifier: Notifier, nf_pool: asyncpg.Pool
+    publish: Publisher, sink: Sink, make_tenant, make_key, notifier: Notifier, nf_pool: asyncpg.Pool
 ):
     second = await notifier.replica()
     try:
         tenants = [await make_tenant(admins=12) for _ in range(6)]
         # Slow enough that the work outlasts a poll of the second replica's sender: both take part.
         sink.handler.delay = 0.05
-        keys = [key_fields(t) for t in tenants for _ in range(2)]
+        keys = [await make_key(t) for t in tenants for _ in range(2)]
         for fields in keys:
             await publish.event(expiring(fields, 30))
         expected = sum(len(t.admins) for t in tenants) * 2

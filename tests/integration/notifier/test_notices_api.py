@@ -12,10 +12,10 @@ from tests.fixtures.notifier import Notifier, wait_for_notices
 
 
 async def test_the_notices_of_a_key_list_threshold_recipient_status_and_sent_at(
-    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+    publish: Publisher, sink: Sink, make_tenant, make_key, notices_api: httpx.AsyncClient
 ):
     tenant = await make_tenant(admins=2)
-    fields = key_fields(tenant)
+    fields = await make_key(tenant)
     await publish.event(expiring(fields, 30))
     await publish.event(expiring(fields, 14))
     items = await wait_for_notices(
@@ -32,10 +32,10 @@ async def test_the_notices_of_a_key_list_threshold_recipient_status_and_sent_at(
 
 
 async def test_the_notices_of_many_keys_come_in_one_call(
-    publish: Publisher, sink: Sink, make_tenant, notices_api: httpx.AsyncClient
+    publish: Publisher, sink: Sink, make_tenant, make_key, notices_api: httpx.AsyncClient
 ):
     tenant = await make_tenant(admins=1)
-    keys = [key_fields(tenant) for _ in range(3)]
+    keys = [await make_key(tenant) for _ in range(3)]
     for fields in keys:
         await publish.event(expiring(fields, 30))
     await sink.wait_for(lambda: all(sink.about(k["key_id"]) for k in keys))
