@@ -19,7 +19,7 @@ from bench.settings import FULL, QUICK, load_dev_env
 async def _main(sizes_mode: str, only: set[int]) -> int:
     # Imported here so dev.env is applied before any settings are read.
     from bench import report, wrk
-    from bench.scenarios import export, listing, notifier, reaper, relay, verify
+    from bench.scenarios import export, listing, notifier, reaper, relay, slow_exports, verify
     from bench.world import Bench
 
     sizes = QUICK if sizes_mode == "quick" else FULL
@@ -56,10 +56,11 @@ async def _main(sizes_mode: str, only: set[int]) -> int:
             if not only or 3 in only:
                 await b.grow_to(sizes.export_small)
                 await attempt(3, "export", lambda: export.measure(b, small))
-            if not only or only & {2, 3}:
+            if not only or only & {2, 3, 7}:
                 await b.grow_to(sizes.list_keys)
             await attempt(2, "list", lambda: listing.run(b))
             await attempt(3, "export", lambda: export.run(b, small))
+            await attempt(7, "verify beside slow exports", lambda: slow_exports.run(b))
             await attempt(4, "relay", lambda: relay.run(b))
             await attempt(5, "notifier", lambda: notifier.run(b))
             await attempt(6, "reaper", lambda: reaper.run(b))

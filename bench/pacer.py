@@ -2,6 +2,7 @@
 
     create URL RATE SECONDS ORG_ID...   POST /v1/keys as the bench administrator, in those organizations
     verify URL RATE SECONDS KEYS_FILE   POST /v1/keys/verify with keys picked from the file (voice token)
+    list URL RATE SECONDS               GET /v1/keys (the first page of 50) as the bench administrator
 
 An open loop in its own process: request i is due at i/RATE seconds whatever the earlier ones are doing,
 and its latency counts from when it was due, so a slow service shows up as latency, not as a lower rate.
@@ -17,6 +18,7 @@ import random
 import signal
 import sys
 import time
+from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
@@ -46,6 +48,7 @@ class Credentials:
 
 
 class Creates:
+    method = "POST"
     path = "/v1/keys"
 
     def __init__(self, orgs: list[str]) -> None:
@@ -58,7 +61,19 @@ class Creates:
         return json.dumps(body).encode(), self.credentials.headers("POST", self.path)
 
 
+class Lists:
+    method = "GET"
+    path = "/v1/keys"
+
+    def __init__(self) -> None:
+        self.credentials = Credentials()
+
+    def request(self, n: int) -> tuple[bytes, str]:
+        return b"", self.credentials.headers("GET", self.path)
+
+
 class Verifies:
+    method = "POST"
     path = "/v1/keys/verify"
 
     def __init__(self, args: list[str]) -> None:
@@ -76,7 +91,9 @@ async def pace(mode: str, url: str, rate: float, seconds: float, args: list[str]
     """Until SECONDS are over or SIGINT/SIGTERM comes; then waits for the answers and reports."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    load = Creates(args) if mode == "create" else Verifies(args)
+    load: Creates | Lists | Verifies = (
+        Creates(args) if mode == "create" else Lists() if mode == "list" else Verifies(args)
+    )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
@@ -96,7 +113,7 @@ async def pace(mode: str, url: str, rate: float, seconds: float, args: list[str]
                 n, at = job
                 body, auth = load.request(n)
                 head = (
-                    f"POST {load.path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                    f"{load.method} {load.path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(body)}\r\n{auth}\r\n"
                 )
                 writer.write(head.encode() + body)
@@ -144,6 +161,31 @@ async def pace(mode: str, url: str, rate: float, seconds: float, args: list[str]
         "p99_ms": round(1000 * latencies[max(0, int(len(latencies) * 0.99) - 1)], 2) if latencies else None,
         "max_ms": round(1000 * latencies[-1], 2) if latencies else None,
     }
+
+
+async def spawn(
+    mode: str, url: str, rate: float, seconds: float, *args: str, samples: str | None = None
+) -> asyncio.subprocess.Process:
+    """For a scenario: this load in a process of its own (each request's due time and latency written to
+    `samples`); `finish` waits for it (or SIGINT ends it early)."""
+    env = {**os.environ, "PACER_SAMPLES": samples} if samples else None
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.pacer",
+        mode,
+        url,
+        str(rate),
+        str(seconds),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+
+
+async def finish(process: asyncio.subprocess.Process) -> dict[str, Any]:
+    out, _ = await process.communicate()
+    return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 if __name__ == "__main__":

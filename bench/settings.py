@@ -39,6 +39,10 @@ class Sizes:
     reaper_probe_seconds: float
     # REAPER_SPREAD for the run: the reaper's default (45s) in full, shorter in quick to keep it quick.
     reaper_spread: str | None
+    # Verify beside slow exports: how many downloads at 1 KB/s, and how long verify is measured idle and beside
+    # them (each export is the whole table: `list_keys` keys, more than the sockets between them hold).
+    slow_exports: int
+    slow_export_seconds: float
 
 
 QUICK = Sizes(
@@ -58,6 +62,8 @@ QUICK = Sizes(
     reaper_keys=10_000,
     reaper_probe_seconds=10,
     reaper_spread="10s",
+    slow_exports=20,
+    slow_export_seconds=10,
 )
 
 FULL = Sizes(
@@ -77,4 +83,6 @@ FULL = Sizes(
     reaper_keys=100_000,
     reaper_probe_seconds=40,
     reaper_spread=None,
+    slow_exports=20,
+    slow_export_seconds=30,
 )

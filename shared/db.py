@@ -5,6 +5,7 @@ import hashlib
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -73,9 +74,12 @@ async def create_pool(
     acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
     **kwargs: Any,
 ) -> BoundedPool:
-    """A pool whose every acquire is bounded by `acquire_timeout` seconds (then PoolBusy)."""
+    """A pool whose every acquire is bounded by `acquire_timeout` seconds (then PoolBusy). A `dsn` ending in
+    `?pgbouncer=transaction` goes through PgBouncer in transaction pooling (see `pgbouncer_options`)."""
+    dsn, options = pgbouncer_options(dsn)
     pool = BoundedPool(
         dsn,
+        **options,
         min_size=min(min_size, max_size),
         max_size=max_size,
         max_queries=50000,
@@ -91,6 +95,27 @@ async def create_pool(
     )
     await pool
     return pool
+
+
+PGBOUNCER_PARAMETER = "pgbouncer"
+
+
+def pgbouncer_options(dsn: str) -> tuple[str, dict[str, Any]]:
+    """(the DSN asyncpg is given, asyncpg's options for it). `?pgbouncer=transaction` says that the address is
+    PgBouncer's, pooling by transaction: consecutive statements of one connection may reach different server
+    connections, so asyncpg keeps no named prepared statements between them (statement_cache_size=0; Debian
+    bookworm's PgBouncer 1.18 does not track them, 1.21+ does with max_prepared_statements). The parameter is
+    the pool's alone: a session-bound connection (the relay's lock and LISTEN, the migrations' lock) given such
+    a URL fails at once, as it must, since PgBouncer would not keep its session."""
+    parts = urlsplit(dsn)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    modes = [value for name, value in query if name == PGBOUNCER_PARAMETER]
+    if not modes:
+        return dsn, {}
+    if modes != ["transaction"]:
+        raise ValueError(f"{PGBOUNCER_PARAMETER}={modes[-1]!r} in the database URL: only 'transaction' is known")
+    rest = urlencode([(name, value) for name, value in query if name != PGBOUNCER_PARAMETER])
+    return urlunsplit(parts._replace(query=rest)), {"statement_cache_size": 0}
 
 
 def _runtime_grants(service: str) -> str:

@@ -1,7 +1,10 @@
-"""Scenario 1: verify's throughput and latency against a bare FastAPI endpoint, same uvicorn, same wrk.
+"""Scenario 1: verify's throughput against a bare FastAPI endpoint, same uvicorn, same wrk; then its latency
+open-loop at half the bare endpoint's capacity.
 
 Both servers run side by side and are loaded in alternating rounds, so a neighbour's burst on this shared
-two-core machine hits both alike; each figure is the median over the rounds.
+two-core machine hits both alike; each figure is the median over the rounds. The closed loop's p99 is no
+latency figure on two cores (64 connections on a saturated server wait 64/rps whatever the code does), so
+latency is measured open-loop (`bench.pacer`): requests due at a fixed rate, each timed from when it was due.
 """
 
 import os
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from bench import wrk
+from bench import pacer, wrk
 from bench.profile import profiled
 from bench.report import Check, Result
 from bench.stack import CpuMeter, Process, running
@@ -82,6 +85,11 @@ async def run(b: Bench) -> list[Result]:
     async with running(b.keys_process()) as keys:
         await _check_answers(b, keys)
         m = await measure(b, keys, str(keys_file), rounds, b.sizes.verify_seconds / rounds)
+        open_rate = round(m.bare["requests_per_second"] / 2)
+        async with profiled(keys.pid, "verify-open-loop"):
+            paced = await pacer.finish(
+                await pacer.spawn("verify", keys.url, open_rate, b.sizes.verify_seconds, str(keys_file))
+            )
     service, bare, ratio = m.service, m.bare, m.ratio
     result = Result(
         1,
@@ -95,7 +103,7 @@ async def run(b: Bench) -> list[Result]:
         },
         baseline=bare,
         ratio=ratio,
-        checks=[Check("ratio", ratio, ">=", 0.6), Check("p99_ms", service["p99_ms"], "<=", 10)],
+        checks=[Check("ratio", ratio, ">=", 0.6)],
         headline=f"{service['requests_per_second']:,.0f} req/s, p99 {service['p99_ms']:.1f} ms",
         base_headline=f"{bare['requests_per_second']:,.0f} req/s, p99 {bare['p99_ms']:.1f} ms",
     )
@@ -109,4 +117,18 @@ async def run(b: Bench) -> list[Result]:
     result.notes.append(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores)")
     if service["errors"] or service["non_2xx"]:
         result.notes.append(f"{service['errors']} socket errors and {service['non_2xx']} non-2xx answers")
-    return [result]
+    errors = paced["sent"] - paced["ok"]
+    open_loop = Result(
+        1,
+        "verify open-loop",
+        figures={**paced, "rate_asked": open_rate},
+        baseline={"bare_requests_per_second": bare["requests_per_second"]},
+        checks=[Check("p99_ms", paced["p99_ms"], "<=", 10), Check("errors", errors, "<=", 0)],
+        headline=f"{paced['rate']:,.0f} req/s paced, p99 {paced['p99_ms']:.1f} ms",
+        base_headline=f"half of bare's {bare['requests_per_second']:,.0f} req/s",
+        notes=[
+            f"open loop: {open_rate}/s due at fixed times over {b.sizes.verify_seconds:g} s "
+            f"({pacer.CONNECTIONS} connections), each latency from when its request was due"
+        ],
+    )
+    return [result, open_loop]

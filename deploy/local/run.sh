@@ -55,6 +55,13 @@ else
   provider=""
 fi
 
+# KEYWARD_PGBOUNCER=1: the services' pools go through the local PgBouncer (deploy/local/runenv.py), as in
+# Kubernetes; the relay, which needs a session of its own (its lock and LISTEN), then runs apart, direct.
+if [ "${KEYWARD_PGBOUNCER:-}" = 1 ]; then
+  export RUN_RELAY=false
+  PORTS[keys-relay]=8091
+fi
+
 started=()
 for name in keys notifier reaper gateway; do
   [ -f "services/$name/__main__.py" ] || continue
@@ -67,6 +74,11 @@ for name in keys notifier reaper gateway; do
   start "$name" env -i "${own_env[@]}" "$PY" -m "services.$name" serve
   started+=("$name")
 done
+if [ "${KEYWARD_PGBOUNCER:-}" = 1 ]; then
+  mapfile -d '' own_env < <(RELAY_PORT=${PORTS[keys-relay]} "$PY" deploy/local/runenv.py keys-relay)
+  start keys-relay env -i "${own_env[@]}" "$PY" -m services.keys relay
+  started+=(keys-relay)
+fi
 for name in "${started[@]}"; do wait_healthy "$name" "${PORTS[$name]}"; done
 
 cat <<MSG

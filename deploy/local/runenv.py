@@ -82,7 +82,7 @@ def via_pgbouncer(url: str, port: str) -> str:
     """`url`'s login and database at the local PgBouncer, pooling by transaction (shared.db.pgbouncer_options)."""
     parts = urlsplit(url)
     netloc = f"{parts.username}:{parts.password}@{parts.hostname}:{port}"
-    return urlunsplit(parts._replace(netloc=netloc, query=""))
+    return urlunsplit(parts._replace(netloc=netloc, query="pgbouncer=transaction"))
 
 
 def on_database_of(login: str, database: str) -> str:

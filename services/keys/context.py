@@ -8,6 +8,7 @@ import asyncpg
 from services.keys.config import RelaySettings, Settings
 from services.keys.crypto import KeyCipher, KeyDigester
 from services.keys.export import ExportSlots
+from services.keys.priority import VerifyInFlight
 from services.keys.usage import UsageRecorder
 from shared.app import database_check, kafka_check
 from shared.auth import ServiceTokens
@@ -26,6 +27,8 @@ class KeysContext:
     digester: KeyDigester
     exports: ExportSlots
     usage: UsageRecorder = field(default_factory=UsageRecorder)
+    # Verify requests being answered: exports give way to them (services/keys/priority.py).
+    verifying: VerifyInFlight = field(default_factory=VerifyInFlight)
 
     @property
     def key_lifetime(self) -> timedelta:

@@ -18,7 +18,7 @@ from services.keys.context import KeysContext
 from services.keys.crypto import Sealed
 from services.keys.directory import service as directory
 from services.keys.directory.service import Actor
-from services.keys.export import key_cells, stream_csv
+from services.keys.export import ROWS_PER_TURN, key_cells, stream_csv
 from services.keys.metrics import KEYS_CREATED, KEYS_DELETED, VERIFY_OUTCOMES
 from services.keys.outbox import repository as outbox
 from services.keys.schemas import ExpiryStatus, Key, KeyCreate, KeyStanding, KeyStandings, KeyWithSecret, ListQuery
@@ -206,6 +206,8 @@ async def export_keys(
             async for row in cells:
                 carried += 1
                 yield row
+                if not carried % ROWS_PER_TURN:
+                    await ctx.verifying.give_way()
 
         try:
             async with conn.transaction(readonly=True, isolation="repeatable_read"):
@@ -237,7 +239,12 @@ async def verify(ctx: KeysContext, key: str) -> bytes:
     if not keyformat.is_well_formed(key):
         _OUTCOMES["malformed"].inc()
         return INVALID_JSON
-    row = await repository.find_by_digest(ctx.verify_pool, ctx.digester.candidates(key))
+    verifying = ctx.verifying
+    verifying.enter()
+    try:
+        row = await repository.find_by_digest(ctx.verify_pool, ctx.digester.candidates(key))
+    finally:
+        verifying.leave()
     if row is None:
         _OUTCOMES["unknown"].inc()
         return INVALID_JSON

@@ -13,6 +13,9 @@ SERVICES = ("keys", "keys-relay", "notifier", "reaper", "gateway")
 # The service each workload runs (whose Settings it reads, whose Secret it may read): a Deployment its own, the
 # re-encryption CronJob the keys service's.
 WORKLOADS = {f"keyward-{s}": s for s in SERVICES} | {"keyward-reencrypt": "keys"}
+# Workloads that run someone else's image: PgBouncer, where the prod overlay adds it (deploy/k8s/pgbouncer).
+PGBOUNCER = "keyward-pgbouncer"
+THIRD_PARTY = (PGBOUNCER,)
 # The Kafka cluster's CA, which operators copy from Strimzi's namespace: public, every Kafka client mounts it.
 KAFKA_CA_SECRET = "keyward-cluster-ca-cert"
 PORTS = {"gateway": 8080, "keys": 8081, "notifier": 8082, "reaper": 8083, "keys-relay": 8091}
@@ -76,9 +79,11 @@ def main_container(docs: list[Doc], service: str) -> Doc:
 
 
 def workloads(docs: list[Doc]) -> Iterator[tuple[str, str, Doc]]:
-    """(kind/name, the service it runs, pod template) of every workload."""
+    """(kind/name, the service it runs, pod template) of every workload that runs one of ours (not PgBouncer)."""
     for where, template in pod_templates(docs):
-        yield where, WORKLOADS[where.split("/", 1)[1]], template
+        name = where.split("/", 1)[1]
+        if name not in THIRD_PARTY:
+            yield where, WORKLOADS[name], template
 
 
 def secret_names(docs: list[Doc]) -> dict[str, str]:

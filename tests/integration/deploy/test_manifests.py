@@ -13,6 +13,7 @@ from shared.durations import parse_duration
 from tests.integration.deploy.conftest import BUILDS, OVERLAYS, ROOT, TOPICS
 from tests.integration.deploy.manifests import (
     COMMANDS,
+    PGBOUNCER,
     PORTS,
     SERVICES,
     all_containers,
@@ -146,7 +147,8 @@ def test_a_console_where_anyone_signs_in_as_anyone_is_not_published(rendered, ov
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_container_runs_as_non_root_on_a_read_only_root_without_capabilities(rendered, overlay):
     templates = list(pod_templates(rendered[overlay]))
-    assert len(templates) == 6  # four services, the keys relay and the re-encryption job
+    # Four services, the keys relay and the re-encryption job; in production PgBouncer too.
+    assert len(templates) == (7 if overlay == "prod" else 6)
     for where, template in templates:
         pod = template["spec"]
         assert pod["automountServiceAccountToken"] is False, where
@@ -166,7 +168,8 @@ def test_every_container_runs_as_non_root_on_a_read_only_root_without_capabiliti
             assert any(m["mountPath"] == "/tmp" and m["name"] in tmp for m in container["volumeMounts"]), at
             for bound in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][bound]), f"{at}: {bound}"
-            assert container["image"].split(":")[0].endswith("keyward"), at
+            image = container["image"].split(":")[0]
+            assert image.endswith("pgbouncer" if where == f"Deployment/{PGBOUNCER}" else "keyward"), at
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

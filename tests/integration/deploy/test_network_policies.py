@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.integration.deploy.conftest import OVERLAYS
-from tests.integration.deploy.manifests import PORTS, SERVICES, deployment, of_kind
+from tests.integration.deploy.manifests import PGBOUNCER, PORTS, SERVICES, deployment, of_kind
 
 NAMESPACE = {"dev": "keyward-dev", "prod": "keyward"}
 
@@ -169,6 +169,7 @@ def test_each_service_reaches_its_dependencies_and_nothing_else(rendered, overla
         assert not allowed(docs, overlay, me, STRANGER, 8080), service
     # Every pod a policy selects is one of ours: a typo in a selector would leave a pod unprotected.
     pod_labels = [deployment(docs, s)["spec"]["template"]["metadata"]["labels"] for s in SERVICES]
+    pod_labels += [d["spec"]["template"]["metadata"]["labels"] for d in of_kind(docs, "Deployment")]
     for policy in of_kind(docs, "NetworkPolicy"):
         selector = policy["spec"]["podSelector"]
         if selector and policy["metadata"]["name"] != "keyward-reencrypt":
@@ -194,3 +195,25 @@ def test_the_evaluator_denies_what_no_policy_allows(rendered):
     docs = [d for d in rendered["prod"] if d["kind"] != "NetworkPolicy" or d["metadata"]["name"] != "keyward-keys"]
     default_deny_only = allowed(docs, "prod", service_pod("prod", "gateway"), service_pod("prod", "keys"), 8081)
     assert not default_deny_only
+
+
+def test_pgbouncer_is_reached_by_the_pools_that_go_through_it_and_reaches_postgresql_only(rendered):
+    """Production's pools go through PgBouncer (deploy/k8s/pgbouncer): the keys service, notifier, reaper, gateway
+    and the re-encryption job reach it; the relay, whose lock and LISTEN need a session, does not need to."""
+    docs = rendered["prod"]
+    bouncer = Peer("keyward", {"app.kubernetes.io/name": PGBOUNCER, "app.kubernetes.io/part-of": "keyward"})
+    bouncer.namespace_labels["kubernetes.io/metadata.name"] = "keyward"
+    through = {"keys", "notifier", "reaper", "gateway"}
+    for service in SERVICES:
+        assert allowed(docs, "prod", service_pod("prod", service), bouncer, 6432) == (service in through), service
+    reencrypt = Peer("keyward", {"app.kubernetes.io/name": "keyward-reencrypt", "app.kubernetes.io/part-of": "keyward"})
+    assert allowed(docs, "prod", reencrypt, bouncer, 6432)
+    for stranger in (STRANGER, PROMETHEUS, VERIFY_CALLER):
+        assert not allowed(docs, "prod", stranger, bouncer, 6432), stranger
+    assert allowed(docs, "prod", bouncer, PROD_DATABASE, 5432)
+    assert allowed(docs, "prod", bouncer, KUBE_DNS, 53, "UDP")
+    assert not allowed(docs, "prod", bouncer, OUTSIDE, 5432)
+    assert not allowed(docs, "prod", bouncer, KAFKA_BROKER, 9093)
+    assert not allowed(docs, "prod", bouncer, service_pod("prod", "keys"), 8081)
+    # Development fits PostgreSQL without it (test_connection_budget.py).
+    assert PGBOUNCER not in {d["metadata"]["name"] for d in of_kind(rendered["dev"], "Deployment")}
