@@ -1,7 +1,7 @@
 """Scenario 7: verify beside slow exports (issue 18).
 
 Twenty administrators each start an export of the whole table (`list_keys` keys: far more than the sockets
-between them and the service hold) and read it at 1 KB/s (`curl --limit-rate 1k`), while the key list is
+between them and the service hold) and read it at 1 KB/s (`bench.slowread`, one process), while the key list is
 called 50 times a second and `bench.pacer` verifies at a steady rate, open-loop. Verify's p99 beside them is
 compared with its p99 idle, measured just before in the same run. The keys service runs with its defaults:
 the exports beyond EXPORTS_PER_REPLICA are refused (429), the others hold connections of the administrators'
@@ -9,8 +9,7 @@ pool, and verify has its own.
 """
 
 import asyncio
-import os
-import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from bench.world import Bench
 
 VERIFY_RATE = 200  # verifications a second, open loop: latency, not throughput
 LIST_RATE = 50
-READ_RATE = "1k"  # each download's pace
+READ_RATE = 1024  # each download's pace, bytes a second
 # The first seconds, while the exports fill their sockets' buffers as fast as the service makes rows.
 FILLING_SECONDS = 3.0
 # The pacer's own start (its connections being opened) is not the service's latency: left out of both windows.
@@ -50,44 +49,6 @@ async def _exporters(b: Bench, count: int) -> list[str]:
     return names
 
 
-async def _download(b: Bench, url: str, admin: str, headers_file: Path) -> asyncio.subprocess.Process:
-    from shared.auth import sign_acting_admin
-
-    claim = sign_acting_admin(
-        admin,
-        secret=os.environ["ACTING_ADMIN_SECRET"],
-        issuer="gateway",
-        audience="keys",
-        method="GET",
-        path="/v1/keys/export.csv",
-    )
-    return await asyncio.create_subprocess_exec(
-        "curl",
-        "-sS",
-        "--limit-rate",
-        READ_RATE,
-        "-D",
-        str(headers_file),
-        "-o",
-        "/dev/null",
-        "-H",
-        f"Authorization: Bearer {b.tokens['gateway']}",
-        "-H",
-        f"X-Acting-Admin: {claim}",
-        f"{url}/v1/keys/export.csv",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-
-
-def _status(headers_file: Path) -> str:
-    try:
-        first = headers_file.read_text(errors="replace").splitlines()[0]
-    except (OSError, IndexError):
-        return "none"
-    return first.split()[1] if len(first.split()) > 1 else "none"
-
-
 def _p99(samples: Path, start: float, end: float = float("inf")) -> float | None:
     values = sorted(
         float(ms)
@@ -104,8 +65,7 @@ async def run(b: Bench) -> list[Result]:
     admins = await _exporters(b, b.sizes.slow_exports)
     LOGS.mkdir(exist_ok=True)
     samples, idle_samples = LOGS / "slow-exports-verify-samples.txt", LOGS / "slow-exports-verify-idle-samples.txt"
-    downloads: list[asyncio.subprocess.Process] = []
-    headers = [b.workdir / f"export-{n}.headers" for n in range(len(admins))]
+    reading = WARMUP_SECONDS + FILLING_SECONDS + seconds
     async with running(b.keys_process()) as keys:
         idle_from = time.time() + WARMUP_SECONDS
         idle = await pacer.finish(
@@ -121,24 +81,29 @@ async def run(b: Bench) -> list[Result]:
             str(keys_file),
             samples=str(samples),
         )
-        listing = await pacer.spawn("list", keys.url, LIST_RATE, WARMUP_SECONDS + FILLING_SECONDS + seconds)
-        await asyncio.sleep(WARMUP_SECONDS)
+        listing = await pacer.spawn("list", keys.url, LIST_RATE, reading)
+        # The downloads begin once the pacers are past their start, and the readers' process too.
+        epoch_started = time.time() + WARMUP_SECONDS
+        readers = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.slowread",
+            keys.url,
+            "/v1/keys/export.csv",
+            str(READ_RATE),
+            str(reading - WARMUP_SECONDS),
+            str(epoch_started),
+            *admins,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        await asyncio.sleep(max(0.0, epoch_started - time.time()))
         cpu = CpuMeter(keys=[keys.pid]).start()
-        try:
-            async with profiled(keys.pid, "slow-exports"):
-                epoch_started = time.time()
-                downloads = [await _download(b, keys.url, a, h) for a, h in zip(admins, headers, strict=True)]
-                during = await pacer.finish(verifying)
-                listed = await pacer.finish(listing)
-            cpu_use = cpu.stop()
-        finally:
-            for d in downloads:
-                if d.returncode is None:
-                    d.send_signal(signal.SIGTERM)
-            await asyncio.gather(*(d.wait() for d in downloads))
-    statuses: dict[str, int] = {}
-    for h in headers:
-        statuses[_status(h)] = statuses.get(_status(h), 0) + 1
+        async with profiled(keys.pid, "slow-exports"):
+            during = await pacer.finish(verifying)
+            listed = await pacer.finish(listing)
+        cpu_use = cpu.stop()
+        read = await pacer.finish(readers)
+    statuses: dict[str, int] = read["statuses"]
     idle_p99, during_p99 = _p99(idle_samples, idle_from), _p99(samples, epoch_started)
     assert idle_p99 is not None and during_p99 is not None
     ratio = during_p99 / idle_p99
@@ -168,7 +133,7 @@ async def run(b: Bench) -> list[Result]:
             headline=f"verify p99 {during_p99:.1f} ms, {errors} errors; exports {statuses}",
             base_headline=f"verify p99 {idle_p99:.1f} ms idle",
             notes=[
-                f"{len(admins)} administrators each download the whole table ({b.loaded:,} keys) at {READ_RATE}B/s, "
+                f"{len(admins)} administrators each download the whole table ({b.loaded:,} keys) at {READ_RATE} B/s, "
                 f"the list at {LIST_RATE}/s, verify open-loop at {VERIFY_RATE}/s; "
                 f"p99 over {seconds + FILLING_SECONDS:g} s "
                 f"from the downloads' start (the first {FILLING_SECONDS:g} s: the exports filling their sockets), idle "
