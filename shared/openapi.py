@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import GetJsonSchemaHandler
+from pydantic import GetJsonSchemaHandler, WithJsonSchema
 from pydantic_core import CoreSchema
 
 from shared.text import REFUSED_CATEGORIES
@@ -100,3 +100,11 @@ def username_schema() -> dict[str, Any]:
 
 NAME = Published(name_schema)
 USERNAME = Published(username_schema)
+
+
+# A roll's `overlap` (issue 21): a duration as the configuration writes them (shared.durations), 0s to 365d.
+OVERLAP_DESCRIPTION = (
+    "How long the key rolled goes on verifying beside its successor, e.g. 7d, 12h, 90s (0s to 365d; default "
+    "ROTATION_OVERLAP); never past its own expiry"
+)
+OVERLAP = WithJsonSchema({"type": "string", "pattern": r"^\s*\d+\s*[smhd]\s*$", "examples": ["7d", "12h"]})

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar
 from pydantic import BeforeValidator, Field
 from pydantic_settings import NoDecode
 
-from shared.durations import Duration, Thresholds
+from shared.durations import Duration, DurationOrZero, Thresholds
 from shared.settings import ServiceSettings, split_names
 
 
@@ -25,6 +25,8 @@ class Settings(ServiceSettings):
     # Deployment): the replicas that serve verify then spend no CPU on publishing events.
     run_relay: bool = True
     key_lifetime: Duration = timedelta(days=365)
+    # How long a rolled key goes on verifying beside its successor when the roll names no overlap.
+    rotation_overlap: DurationOrZero = timedelta(days=7)
     expiry_notice_thresholds: Thresholds = Field(
         default=tuple(timedelta(days=d) for d in (30, 14, 7, 3, 1)),
     )

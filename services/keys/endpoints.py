@@ -6,7 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from services.keys import service
+from services.keys import roll, service
 from services.keys.auth import SERVICE_ERRORS, AsNotifier, AsReaper, KeyManager, Service
 from services.keys.dependencies import Conn, Ctx
 from services.keys.schemas import (
@@ -17,6 +17,7 @@ from services.keys.schemas import (
     Key,
     KeyCreate,
     KeyPage,
+    KeyRoll,
     KeyStandings,
     KeyUpdate,
     KeyWithSecret,
@@ -190,6 +191,28 @@ async def get_key(key_id: UUID, actor: KeyManager, conn: Conn, ctx: Ctx, respons
     key = await service.reveal_key(conn, ctx, actor, key_id)
     response.headers["Cache-Control"] = "no-store"
     return key
+
+
+@router.post(
+    "/{key_id}/roll",
+    response_model=KeyWithSecret,
+    status_code=201,
+    responses=error_responses(
+        400,
+        413,
+        422,
+        described={403: NOT_A_KEY_MANAGER, 404: NO_SUCH_KEY + ", or it has expired", 409: roll.ALREADY_ROLLED},
+    ),
+)
+async def roll_key(
+    key_id: UUID, actor: KeyManager, conn: Conn, ctx: Ctx, response: Response, body: KeyRoll | None = None
+) -> KeyWithSecret:
+    """Rolls a key: a successor of the same name and organization with a full lifetime (its full key in this
+    answer only, `replaces` naming the key rolled), the key rolled verifying until the overlap ends."""
+    overlap = body.overlap if body and body.overlap is not None else ctx.settings.rotation_overlap
+    rolled = await roll.roll_key(conn, ctx, actor, key_id, overlap)
+    response.headers["Cache-Control"] = "no-store"
+    return rolled
 
 
 @router.patch(

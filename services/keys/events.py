@@ -10,7 +10,16 @@ from typing import Any
 
 import asyncpg
 
-from shared.events import CloudEvent, DeleteReason, KeyCreated, KeyDeleted, KeyEventData, KeyExpiring, KeyUpdated
+from shared.events import (
+    CloudEvent,
+    DeleteReason,
+    KeyCreated,
+    KeyDeleted,
+    KeyEventData,
+    KeyExpiring,
+    KeyRotated,
+    KeyUpdated,
+)
 
 # The event field -> the key row's column, where the two names differ.
 COLUMN_OF = {"key_id": "id"}
@@ -46,5 +55,19 @@ def expiring(row: asyncpg.Record) -> CloudEvent:
             threshold_seconds=row["threshold"],
             days_left=days_left(float(row["seconds_left"])),
             organization_names=row["organization_names"],
+        )
+    )
+
+
+def rotated(predecessor: asyncpg.Record, successor: asyncpg.Record, rotated_by: str) -> CloudEvent:
+    """A roll: the predecessor's row as it stands after it (its expiry the end of the overlap), the successor's."""
+    return CloudEvent.of(
+        KeyRotated(
+            **key_fields(predecessor),
+            successor_id=successor["id"],
+            successor_key_display=successor["key_display"],
+            successor_expires_at=successor["expires_at"],
+            overlap_ends_at=predecessor["expires_at"],
+            rotated_by=rotated_by,
         )
     )

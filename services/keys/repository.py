@@ -14,7 +14,7 @@ from shared.events import KeyDeleted
 
 KEY_COLUMNS = (
     "id, name, organization_id, organization_name, tenant_id, created_by, created_at, expires_at, "
-    "last_used_at, key_display"
+    "last_used_at, key_display, replaces, replaced_by, first_used_at"
 )
 SECRET_COLUMNS = "ciphertext, enc_key_id"
 # The names from the tenant down to a key `k`'s organization (the system root left out): what an e-mail
@@ -74,8 +74,8 @@ async def insert_key(conn: asyncpg.Connection, values: dict[str, Any]) -> asyncp
     return await conn.fetchrow(
         f"""
         INSERT INTO keys.api_keys (id, name, organization_id, organization_path, organization_name, tenant_id,
-            created_by, created_at, expires_at, key_display, digest, digest_key_id, ciphertext, enc_key_id)
-        VALUES ($1, $2, $3, $4::ltree, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+            created_by, created_at, expires_at, key_display, digest, digest_key_id, ciphertext, enc_key_id, replaces)
+        VALUES ($1, $2, $3, $4::ltree, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
         RETURNING {KEY_COLUMNS}
         """,
         values["id"],
@@ -92,6 +92,7 @@ async def insert_key(conn: asyncpg.Connection, values: dict[str, Any]) -> asyncp
         values["digest_key_id"],
         values["ciphertext"],
         values["enc_key_id"],
+        values.get("replaces"),
     )
 
 
@@ -110,11 +111,31 @@ async def standing(conn: asyncpg.Connection, ids: Sequence[UUID]) -> list[asyncp
     return await conn.fetch(
         f"""
         SELECT k.id AS key_id, k.tenant_id, k.organization_id, k.name, k.key_display, k.created_by, k.created_at,
-            k.expires_at, {ORGANIZATION_NAMES}
-        FROM keys.api_keys k WHERE k.id = ANY($1::uuid[]) AND k.expires_at > now()
+            k.expires_at, {ORGANIZATION_NAMES}, k.replaced_by, s.first_used_at AS successor_in_use_since
+        FROM keys.api_keys k LEFT JOIN keys.api_keys s ON s.id = k.replaced_by
+        WHERE k.id = ANY($1::uuid[]) AND k.expires_at > now()
         """,
         list(ids),
     )
+
+
+async def mark_replaced(
+    conn: asyncpg.Connection, key_id: UUID, successor_id: UUID, overlap_ends_at: datetime
+) -> asyncpg.Record:
+    """A rolled key: linked to its successor (which frees its name), verifying until the overlap ends at most."""
+    return await conn.fetchrow(
+        f"""
+        UPDATE keys.api_keys SET replaced_by = $2, expires_at = least(expires_at, $3)
+        WHERE id = $1 RETURNING {KEY_COLUMNS}
+        """,
+        key_id,
+        successor_id,
+        overlap_ends_at,
+    )
+
+
+async def first_used_at(conn: asyncpg.Connection, key_id: UUID) -> datetime | None:
+    return await conn.fetchval("SELECT first_used_at FROM keys.api_keys WHERE id = $1", key_id)  # type: ignore[no-any-return]
 
 
 async def rename_key(conn: asyncpg.Connection, key_id: UUID, name: str) -> asyncpg.Record:
@@ -212,7 +233,7 @@ async def find_by_digest(pool: asyncpg.Pool, digests: list[bytes]) -> asyncpg.Re
 async def record_usage(pool: asyncpg.Pool, ids: list[UUID], times: list[datetime]) -> None:
     await pool.execute(
         """
-        UPDATE keys.api_keys k SET last_used_at = u.at
+        UPDATE keys.api_keys k SET last_used_at = u.at, first_used_at = coalesce(k.first_used_at, u.at)
         FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
         WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)
         """,

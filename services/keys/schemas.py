@@ -1,12 +1,14 @@
 """Request and response models of the keys API: keys, their list and the calls of other platform services."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.keys.directory.schemas import Name
+from shared.durations import parse_duration
+from shared.openapi import OVERLAP, OVERLAP_DESCRIPTION
 
 SortField = Literal["name", "organization", "expires_at", "created_by", "created_at", "key"]
 SORT_ALIASES: dict[str, SortField] = {
@@ -34,10 +36,40 @@ class Key(BaseModel):
     expires_at: datetime
     last_used_at: datetime | None
     key_display: str
+    replaces: UUID | None = Field(None, description="The key this one replaced (rolled), if any")
+    replaced_by: UUID | None = Field(None, description="The key that replaced this one (rolled), if any")
+    first_used_at: datetime | None = Field(None, description="The first verify that found the key, if any")
 
 
 class KeyWithSecret(Key):
     key: str = Field(description="The full API key")
+    successor_in_use_since: datetime | None = Field(
+        None, description="For a key replaced: its successor's first verify, if it has been used"
+    )
+
+
+MAX_OVERLAP = timedelta(days=365)
+
+
+class KeyRoll(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    overlap: Annotated[timedelta, OVERLAP] | None = Field(None, description=OVERLAP_DESCRIPTION)
+
+    @field_validator("overlap", mode="before")
+    @classmethod
+    def a_duration_of_at_most_a_year(cls, value: object) -> timedelta | None:
+        """As the configuration writes durations, and only so: a number is no duration here."""
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError("a duration such as 7d, 12h or 90s")
+        try:
+            overlap = parse_duration(value, zero=True)
+        except OverflowError:
+            raise ValueError("at most 365d") from None
+        if overlap > MAX_OVERLAP:
+            raise ValueError("at most 365d")
+        return overlap
 
 
 class KeyCreate(BaseModel):
@@ -120,6 +152,8 @@ class KeyStanding(BaseModel):
     created_by: str
     created_at: datetime
     expires_at: datetime
+    replaced_by: UUID | None = Field(None, description="The key's successor, when it was rolled")
+    successor_in_use_since: datetime | None = Field(None, description="The successor's first verify, if any")
 
 
 class KeyStandings(BaseModel):

@@ -5,7 +5,7 @@ import binascii
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -45,31 +45,38 @@ def _key(row: asyncpg.Record) -> Key:
     return Key.model_validate({name: row[name] for name in Key.model_fields})
 
 
-async def create_key(conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, data: KeyCreate) -> KeyWithSecret:
+def new_key(ctx: KeysContext, org: Mapping[str, Any], name: str, created_by: str) -> tuple[dict[str, Any], str]:
+    """A new key's row for `repository.insert_key` in organization `org`, a full lifetime from now, and the
+    plain key (shown once)."""
     key_id = uuid4()
     plain = keyformat.generate()
     sealed = ctx.cipher.seal(plain, key_id)
     now = datetime.now(UTC)
+    values = {
+        "id": key_id,
+        "name": name,
+        "organization_id": org["id"],
+        "organization_path": org["path"],
+        "organization_name": org["name"],
+        "tenant_id": org["tenant_id"],
+        "created_by": created_by,
+        "created_at": now,
+        "expires_at": now + ctx.key_lifetime,
+        "key_display": keyformat.display(plain),
+        "digest": ctx.digester.digest(plain),
+        "digest_key_id": ctx.digester.active_id,
+        "ciphertext": sealed.blob,
+        "enc_key_id": sealed.key_id,
+    }
+    return values, plain
+
+
+async def create_key(conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, data: KeyCreate) -> KeyWithSecret:
     async with conn.transaction():
         org = await directory.reachable_organization(conn, data.organization_id, actor.reach)
         if org is None:
             raise NotFound("organization")
-        values = {
-            "id": key_id,
-            "name": data.name,
-            "organization_id": org["id"],
-            "organization_path": org["path"],
-            "organization_name": org["name"],
-            "tenant_id": org["tenant_id"],
-            "created_by": actor.username,
-            "created_at": now,
-            "expires_at": now + ctx.key_lifetime,
-            "key_display": keyformat.display(plain),
-            "digest": ctx.digester.digest(plain),
-            "digest_key_id": ctx.digester.active_id,
-            "ciphertext": sealed.blob,
-            "enc_key_id": sealed.key_id,
-        }
+        values, plain = new_key(ctx, org, data.name, actor.username)
         try:
             row = await repository.insert_key(conn, values)
         except asyncpg.UniqueViolationError:
@@ -86,8 +93,9 @@ async def reveal_key(conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, k
         if row is None:
             raise NotFound("API key")
         await repository.audit(conn, actor.username, "reveal", key=row)
+        in_use_since = await repository.first_used_at(conn, row["replaced_by"]) if row["replaced_by"] else None
     plain = ctx.cipher.open(Sealed(row["enc_key_id"], row["ciphertext"]), row["id"])
-    return KeyWithSecret(**_key(row).model_dump(), key=plain)
+    return KeyWithSecret(**_key(row).model_dump(), key=plain, successor_in_use_since=in_use_since)
 
 
 async def rename_key(conn: asyncpg.Connection, ctx: KeysContext, actor: Actor, key_id: UUID, name: str) -> Key:

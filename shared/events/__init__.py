@@ -8,6 +8,7 @@ from shared.events.models import (
     KeyDeleted,
     KeyEventData,
     KeyExpiring,
+    KeyRotated,
     KeyUpdated,
 )
 
@@ -19,6 +20,7 @@ __all__ = [
     "KeyDeleted",
     "KeyEventData",
     "KeyExpiring",
+    "KeyRotated",
     "KeyUpdated",
     "decode",
     "encode",

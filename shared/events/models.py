@@ -53,6 +53,19 @@ class KeyDeleted(KeyEventData):
     deleted_by: str = Field(description="The administrator's username, or 'system' for an expired key")
 
 
+class KeyRotated(KeyEventData):
+    """A key was rolled: the fields every event carries are the predecessor's (its `expires_at` the end of the
+    overlap), beside them its successor. Written with the successor's `created` and the predecessor's
+    `updated`, in the same transaction."""
+
+    type: ClassVar[str] = "io.keyward.apikey.rotated.v1"
+    successor_id: UUID = Field(description="The key that replaces this one (same name and organization)")
+    successor_key_display: str = Field(description="The successor truncated in the middle, as the console shows it")
+    successor_expires_at: datetime
+    overlap_ends_at: datetime = Field(description="When the predecessor stops verifying: its expiry, now shortened")
+    rotated_by: str = Field(description="The administrator's username")
+
+
 EVENT_TYPES: dict[str, type[KeyEventData]] = {
-    model.type: model for model in (KeyCreated, KeyUpdated, KeyExpiring, KeyDeleted)
+    model.type: model for model in (KeyCreated, KeyUpdated, KeyExpiring, KeyDeleted, KeyRotated)
 }
