@@ -92,7 +92,9 @@ max_db_connections = 60
 ; 1.18 keeps no track of prepared statements: none outlives the transaction that made it.
 server_reset_query = DEALLOCATE ALL
 server_reset_query_always = 1
-ignore_startup_parameters = extra_float_digits
+; The reaper asks for synchronous_commit=off at start: through PgBouncer its login carries it instead
+; (ALTER ROLE keyward_reaper SET synchronous_commit = off).
+ignore_startup_parameters = extra_float_digits,synchronous_commit
 logfile = $LOG_FILE
 pidfile = $PID_FILE
 admin_users = keyward

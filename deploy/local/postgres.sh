@@ -272,6 +272,10 @@ EXCEPTION WHEN duplicate_object THEN
   GRANT keyward_${svc}_app TO keyward_${svc};
 END \$\$;"
   done
+  # The reaper's schedule is a hint (services/reaper/app.py asks for this at connect); through PgBouncer, which
+  # keeps no session's settings, its login carries it (deploy/local/pgbouncer.sh, docs/operations.md).
+  sql+="
+ALTER ROLE keyward_reaper SET synchronous_commit = off;"
   psql_admin -d postgres >/dev/null <<<"$sql"
 }
 

@@ -84,7 +84,12 @@ async def running(
         )
         tasks: list[asyncio.Task[None] | None] = []
         if cfg.auth_mode != "jwt":  # the console's sessions live in PostgreSQL
-            ctx.pool = await create_pool(cfg.database_url, min_size=1, max_size=cfg.db_pool_size)
+            ctx.pool = await create_pool(
+                cfg.database_url,
+                min_size=1,
+                max_size=cfg.db_pool_size,
+                acquire_timeout=cfg.db_acquire_timeout.total_seconds(),
+            )
             stack.push_async_callback(ctx.pool.close)
             ctx.sessions = SessionStore(ctx.pool, cfg, keys.knows)
             tasks.append(asyncio.create_task(_prune(ctx.sessions), name="session-pruning"))

@@ -94,7 +94,10 @@ async def services(pgb_database_url: str, pgb_topic: str) -> AsyncIterator[dict[
             }
         )
         started.append(await notifier.process.start())
-        yield {"keys": keys, "relay": relay, "notifier": notifier.process, "sink": sink}  # type: ignore[dict-item]
+        # The reaper asks for synchronous_commit=off at connect, which PgBouncer's sessions do not keep (its login does).
+        reaper = await ServiceProcess("reaper", env | {"KEYS_URL": keys.url}).start()
+        started.append(reaper)
+        yield {"keys": keys, "relay": relay, "notifier": notifier.process, "reaper": reaper, "sink": sink}  # type: ignore[dict-item]
     finally:
         for process in reversed(started):
             await process.stop()
@@ -161,5 +164,8 @@ async def test_keys_verify_and_the_notifier_work_through_pgbouncer(
     async with httpx.AsyncClient(base_url=notifier.url, headers={"Authorization": f"Bearer {token}"}) as api:
         await wait_for_notices(api, fields["key_id"], lambda items: [i["status"] for i in items] == ["sent"])
 
+    async with httpx.AsyncClient(base_url=services["reaper"].url) as reaper:
+        ready = await reaper.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok", ready.text
     database = httpx.URL(pgb_database_url).path.strip("/")
-    assert {"keyward_keys", "keyward_notifier"} <= pgbouncer_clients(database)
+    assert {"keyward_keys", "keyward_notifier", "keyward_reaper"} <= pgbouncer_clients(database)
