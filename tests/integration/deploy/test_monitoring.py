@@ -199,7 +199,7 @@ def test_the_counters_alerts_read_with_increase_exist_at_zero_from_the_start(pag
     would never alert. Each exists at 0 as soon as the service has started."""
     for service in ("notifier", "reaper"):
         (group,) = set(re.findall(r'keyward_events_dead_lettered_total\{group="([^"]+)"\} 0\.0', pages[service]))
-        assert group.startswith(f"deploy-{service[0]}-"), (service, group)
+        assert group.startswith(f"{service}-monitoring-"), (service, group)
     for threshold in ("30d", "14d", "7d", "3d", "1d"):
         assert (
             sample(pages["notifier"], "keyward_notifier_emails_failed_total", threshold=threshold, kind="permanent")
