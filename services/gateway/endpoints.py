@@ -18,6 +18,7 @@ from services.gateway.schemas import (
     AdministratorCreate,
     BulkDelete,
     KeyCreate,
+    KeyRoll,
     KeyUpdate,
     OrganizationCreate,
     organization_tree,
@@ -45,6 +46,7 @@ CHANGE_REFUSED = f"{NOT_A_KEY_MANAGER}, or (a console session) the CSRF token is
 NO_SUCH_KEY = "No such key, or it is outside the administrator's reach"
 NO_SUCH_ORGANIZATION = "No such organization, or it is outside the administrator's reach"
 NAME_TAKEN = "The organization has a key of that name (case-insensitive)"
+ALREADY_ROLLED = "The key was already rolled"
 LIST_ERRORS = error_responses(
     422,
     described={
@@ -227,6 +229,22 @@ async def get_key(key_id: UUID, admin: Discloser, ctx: Ctx) -> JSONResponse:
     else:
         key["notices_unavailable"] = True
     return JSONResponse(key, headers=NO_STORE)
+
+
+@router.post(
+    "/keys/{key_id}/roll",
+    status_code=201,
+    responses=error_responses(
+        400, 413, 422, described={403: CHANGE_REFUSED, 404: NO_SUCH_KEY + ", or it has expired", 409: ALREADY_ROLLED}
+    ),
+)
+async def roll_key(key_id: UUID, admin: Admin, ctx: Ctx, body: KeyRoll | None = None) -> Response:
+    """Rolls a key: the answer is its successor (same name and organization, a full lifetime) with its full key;
+    the key rolled goes on verifying until the overlap ends."""
+    upstream = await ctx.keys.call(
+        "POST", f"/v1/keys/{key_id}/roll", admin.username, json=body.upstream() if body else {}
+    )
+    return _pass_through(upstream.content, 201, NO_STORE)
 
 
 @router.patch(

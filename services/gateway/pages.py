@@ -24,10 +24,15 @@ class SignInRequired(Exception):
         self.next_path = next_path
 
 
+def _here(request: Request) -> str:
+    """The page asked for, query included (the expiry e-mail's `/keys/{id}?roll` opens the roll after sign-in)."""
+    return f"{request.url.path}?{request.url.query}" if request.url.query else request.url.path
+
+
 async def _session(request: Request, ctx: Ctx) -> Session:
     session = await console_session(request, ctx)
     if session is None:
-        raise SignInRequired(request.url.path)
+        raise SignInRequired(_here(request))
     return session
 
 
@@ -40,7 +45,7 @@ async def _me(ctx: Ctx, request: Request, session: Session) -> dict[str, Any]:
         return await ctx.keys.json("GET", "/v1/me", session.username)
     except ApiError as exc:
         if exc.status == 401:  # no longer in the directory
-            raise SignInRequired(request.url.path) from None
+            raise SignInRequired(_here(request)) from None
         raise
 
 

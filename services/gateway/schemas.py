@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.openapi import NAME, USERNAME
+from shared.openapi import NAME, OVERLAP, OVERLAP_DESCRIPTION, USERNAME
 
 LEVELS = ["system", "tenant"]
 ROLES = ["customer_administrator", "administrator"]
@@ -43,6 +43,10 @@ class KeyCreate(Body):
 
 class KeyUpdate(Body):
     name: Name
+
+
+class KeyRoll(Body):
+    overlap: Annotated[str, OVERLAP] | None = Field(None, description=OVERLAP_DESCRIPTION)
 
 
 class BulkDelete(Body):

@@ -20,7 +20,6 @@ from email.policy import SMTP, compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 from uuid import UUID
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, meta, select_autoescape
@@ -165,7 +164,6 @@ class Renderer:
     def context(self, notice: ExpiryMessage, recipient: Recipient, now: datetime) -> dict[str, Any]:
         path = [one_line(name, 100) for name in notice.organization_path]
         days = days_left(notice.expires_at, now)
-        query = urlencode({"organization_id": str(notice.organization_id), "replaces": str(notice.key_id)})
         return {
             "recipient": {"name": one_line(recipient.display_name, 100), "email": recipient.email},
             "key": {
@@ -185,7 +183,10 @@ class Renderer:
             },
             "links": {
                 "key": f"{self.console_url}/keys/{notice.key_id}",
-                "replace": f"{self.console_url}/keys/new?{query}",
+                # The console opens its Roll Key dialog for this key (after sign-in). `replace` is the name
+                # templates written before the roll knew.
+                "roll": f"{self.console_url}/keys/{notice.key_id}?roll",
+                "replace": f"{self.console_url}/keys/{notice.key_id}?roll",
                 "console": self.console_url,
             },
         }

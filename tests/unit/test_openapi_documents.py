@@ -19,6 +19,7 @@ from shared.openapi import name_schema, username_schema
 SAME_REQUEST_BODY = [
     (("post", "/api/v1/keys"), ("post", "/v1/keys")),
     (("patch", "/api/v1/keys/{key_id}"), ("patch", "/v1/keys/{key_id}")),
+    (("post", "/api/v1/keys/{key_id}/roll"), ("post", "/v1/keys/{key_id}/roll")),
     (("post", "/api/v1/keys/bulk-delete"), ("post", "/v1/keys/bulk-delete")),
     (("post", "/api/v1/organizations"), ("post", "/v1/organizations")),
     (("post", "/api/v1/administrators"), ("post", "/v1/administrators")),

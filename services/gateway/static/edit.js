@@ -1,8 +1,10 @@
-// The Edit API Key page: copy the full key, rename, delete; follows changes made elsewhere.
+// The Edit API Key page: copy the full key, rename, roll, delete; follows changes made elsewhere.
 import { api, copyText, listen, showErrors, toast, wireDialog } from "./common.js";
+import { wireRoll } from "./roll.js";
 
 const $ = (id) => document.getElementById(id);
-const keyId = document.getElementById("main").dataset.keyId;
+const main = document.getElementById("main");
+const keyId = main.dataset.keyId;
 const form = $("rename-form");
 
 $("copy-key").addEventListener("click", () => {
@@ -26,6 +28,12 @@ form.addEventListener("submit", async (e) => {
     submit.disabled = false;
   }
 });
+
+// Roll Key; the expiry e-mail's link (/keys/{id}?roll) opens it at once. After a roll the page shows the link.
+const roll = wireRoll({ onClosed: () => location.replace(`/keys/${keyId}`) });
+const openRoll = () => roll.open({ id: keyId, name: $("key-name").value, expires_at: main.dataset.keyExpires });
+$("roll-key")?.addEventListener("click", openRoll);
+if (new URLSearchParams(location.search).has("roll") && $("roll-key")) openRoll();
 
 const dialog = wireDialog($("delete-dialog"));
 $("delete-key").addEventListener("click", () => dialog.showModal());

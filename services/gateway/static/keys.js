@@ -1,5 +1,6 @@
 // The API Key page: list, search, organization filter, sorting, selection, paging, actions, live updates.
 import { api, copyText, day, daysLeft, debounce, listen, showErrors, toast, wireDialog } from "./common.js";
+import { wireRoll } from "./roll.js";
 
 const PAGE = 50;
 const MAX_PAGE = 500;
@@ -102,6 +103,15 @@ function row(item, fresh) {
   name.textContent = item.name;
   name.id = `name-${item.id}`;
   name.title = item.name;
+  // A rolled key links to its successor, a successor to the key it replaces.
+  const link = tr.querySelector(".key-link");
+  const other = item.replaced_by || item.replaces;
+  if (other) {
+    link.hidden = false;
+    link.href = `/keys/${other}`;
+    link.textContent = item.replaced_by ? "replaced" : "replaces a key";
+    link.title = item.replaced_by ? "Rolled: open the key that replaces it" : "Open the key it replaces";
+  }
   tr.querySelector(".col-org").textContent = item.organization_name;
   const time = tr.querySelector(".col-exp time");
   time.dateTime = item.expires_at;
@@ -229,12 +239,16 @@ function act(action, key) {
   if (!key) return;
   if (action === "edit") location.assign(`/keys/${key.id}`);
   if (action === "delete") confirmDelete([key]);
+  if (action === "roll") roll.open(key);
   if (action === "copy") {
     copyText(api("GET", `/api/v1/keys/${key.id}`).then((full) => full.key))
       .then(() => toast(`Key of “${key.name}” copied to the clipboard`))
       .catch((error) => toast(`Could not copy the key: ${error.message}`));
   }
 }
+
+// --- roll (from a key's menu): the list then shows the successor beside the key it replaces
+const roll = wireRoll({ onClosed: () => reload() });
 
 // --- delete (one from its menu, or the selection from the toolbar)
 const deleteDialog = wireDialog($("delete-dialog"));

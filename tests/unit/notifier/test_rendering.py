@@ -63,8 +63,9 @@ def test_the_body_gives_the_date_the_organization_path_the_creator_and_both_link
         assert "Acme / Sales" in body
         assert "alice" in body
         assert f"https://console.example.com/keys/{KEY_ID}" in body
-    assert f"https://console.example.com/keys/new?organization_id={ORG_ID}&replaces={KEY_ID}" in text
-    assert f"https://console.example.com/keys/new?organization_id={ORG_ID}&amp;replaces={KEY_ID}" in html
+    # The link opens the console's Roll Key dialog for this key (after sign-in).
+    assert f"https://console.example.com/keys/{KEY_ID}?roll" in text
+    assert f'href="https://console.example.com/keys/{KEY_ID}?roll"' in html
 
 
 def test_the_email_is_html_with_a_plain_text_alternative_to_one_recipient():
