@@ -77,9 +77,17 @@ async def _close(content: AsyncIterator[bytes]) -> None:
     if aclose is None:
         return
     closing = asyncio.ensure_future(asyncio.wait_for(aclose(), CLOSE_TIMEOUT_SECONDS))
-    try:
-        await asyncio.shield(closing)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.warning("closing a stream's source failed", exc_info=True)
+    # Waited for to its end even when cancelled (anyio cancels again at every await of a cancelled scope): what
+    # the source holds (a pooled connection amid its rollback) must not be released before it is done with it.
+    cancelled = False
+    while not closing.done():
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception:
+            break
+    if not closing.cancelled() and closing.exception() is not None:
+        log.warning("closing a stream's source failed", exc_info=closing.exception())
+    if cancelled:
+        raise asyncio.CancelledError

@@ -38,7 +38,8 @@ class Settings(ServiceSettings):
     # Administrators' calls, exports, the reaper's and the notifier's calls; verify has a pool of its own, which
     # nothing else takes (its connections also answer the readiness check).
     db_pool_size: int = Field(default=20, ge=1)
-    verify_db_pool_size: int = Field(default=4, ge=1)
+    # 8: with 4, most of a burst's requests queued for a connection (docs/benchmarks.md, figures behind the code).
+    verify_db_pool_size: int = Field(default=8, ge=1)
     # Exports streaming at once, per administrator and per replica (beyond: 429 with Retry-After); each holds a
     # connection of DB_POOL_SIZE and a repeatable-read transaction until its end.
     exports_per_admin: int = Field(default=2, ge=1)
