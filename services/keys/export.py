@@ -12,7 +12,8 @@ from shared.errors import ApiError
 
 # A cell starting with one of these may be run as a formula by a spreadsheet (OWASP: CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-HEADER = ("id", "name", "organization", "expiration_date", "created_by", "created_at", "key")
+# `replaces` and `replaced_by` (issue 21) come last, so that readers of the first seven columns read them still.
+HEADER = ("id", "name", "organization", "expiration_date", "created_by", "created_at", "key", "replaces", "replaced_by")
 ROWS_PER_CHUNK = 500
 # An export's slice of the loop's time, about half a millisecond of decryption and encoding: then it gives way to
 # verify (services/keys/priority.py).
@@ -65,6 +66,8 @@ async def key_cells(rows: AsyncIterator[Mapping[str, Any]], cipher: KeyCipher) -
             r["created_by"],
             r["created_at"].isoformat(),
             cipher.open(Sealed(r["enc_key_id"], r["ciphertext"]), r["id"]),
+            str(r["replaces"] or ""),
+            str(r["replaced_by"] or ""),
         )
 
 

@@ -1,6 +1,8 @@
 """Rolling a key (issue 21): a successor that verifies at once, the predecessor until the overlap ends."""
 
 import asyncio
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -152,3 +154,14 @@ async def test_the_successors_first_verify_is_recorded_on_the_predecessor(
         await asyncio.sleep(0.1)
     assert since is not None
     assert (await admin.get(f"/v1/keys/{new['id']}")).json()["first_used_at"] == since
+
+
+async def test_the_export_links_a_rolled_key_and_its_successor(as_admin, tenant: Tenant):
+    admin = as_admin(tenant.admins[0])
+    old = await create_key(admin, tenant.orgs["org-2"])
+    new = (await admin.post(f"/v1/keys/{old['id']}/roll")).json()
+    response = await admin.get("/v1/keys/export.csv", params={"organization_id": str(tenant.orgs["org-2"])})
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(response.content.decode("utf-8-sig")))}
+    assert (rows[old["id"]]["replaced_by"], rows[old["id"]]["replaces"]) == (new["id"], "")
+    assert (rows[new["id"]]["replaces"], rows[new["id"]]["replaced_by"]) == (old["id"], "")
+    assert rows[new["id"]]["key"] == new["key"]
