@@ -32,7 +32,11 @@ async def record_notices(events: list[CloudEvent], conn: asyncpg.Connection, sta
         # A system-level key has no tenant, hence no tenant administrators to tell.
         if data.tenant_id is None or await repository.is_deleted(conn, data.key_id):
             continue
-        if await repository.insert_notice(conn, event.id, event.time, vouched(data, standings)):
+        notice = vouched(data, standings)
+        standing = standings[data.key_id]
+        if standing.successor_in_use_since is not None:
+            continue  # rolled, and its successor in use: the reminders have done their work
+        if await repository.insert_notice(conn, event.id, event.time, notice, replaced_by=standing.replaced_by):
             NOTICES_RECORDED.inc()
 
 

@@ -44,10 +44,13 @@ class Standing:
     created_by: str
     created_at: datetime
     expires_at: datetime
+    # Rolled keys (issue 21): the successor, and its first verify.
+    replaced_by: UUID | None = None
+    successor_in_use_since: datetime | None = None
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> "Standing":
-        tenant = body.get("tenant_id")
+        tenant, successor, in_use = body.get("tenant_id"), body.get("replaced_by"), body.get("successor_in_use_since")
         return cls(
             key_id=UUID(body["key_id"]),
             tenant_id=UUID(tenant) if tenant else None,
@@ -58,6 +61,8 @@ class Standing:
             created_by=body["created_by"],
             created_at=datetime.fromisoformat(body["created_at"]),
             expires_at=datetime.fromisoformat(body["expires_at"]),
+            replaced_by=UUID(successor) if successor else None,
+            successor_in_use_since=datetime.fromisoformat(in_use) if in_use else None,
         )
 
 

@@ -131,6 +131,8 @@ class ExpiryMessage:
     # Organization names from the tenant down to the key's organization; empty when unknown.
     organization_path: tuple[str, ...]
     threshold_seconds: int
+    # The key that replaces this one (rolled, not in use yet: these reminders stop once it is).
+    successor_id: UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,11 @@ class Renderer:
                 "in_words": in_words(days),
                 "threshold": threshold_label(notice.threshold_seconds),
             },
+            "successor": (
+                {"id": str(notice.successor_id), "link": f"{self.console_url}/keys/{notice.successor_id}"}
+                if notice.successor_id
+                else None
+            ),
             "links": {
                 "key": f"{self.console_url}/keys/{notice.key_id}",
                 # The console opens its Roll Key dialog for this key (after sign-in). `replace` is the name

@@ -32,12 +32,19 @@ async def mark_processed_many(conn: asyncpg.Connection, event_ids: list[str], ev
     return {r["event_id"] for r in rows}
 
 
-async def insert_notice(conn: asyncpg.Connection, event_id: str, announced_at: object, data: KeyExpiring) -> bool:
+async def insert_notice(
+    conn: asyncpg.Connection,
+    event_id: str,
+    announced_at: object,
+    data: KeyExpiring,
+    *,
+    replaced_by: UUID | None = None,
+) -> bool:
     status = await conn.execute(
         """
         INSERT INTO notifier.notices (key_id, threshold_seconds, event_id, tenant_id, organization_id, key_name,
-            key_display, created_by, key_created_at, expires_at, announced_at, organization_path)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            key_display, created_by, key_created_at, expires_at, announced_at, organization_path, replaced_by)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
         ON CONFLICT DO NOTHING
         """,
         data.key_id,
@@ -53,6 +60,7 @@ async def insert_notice(conn: asyncpg.Connection, event_id: str, announced_at: o
         announced_at,
         # Names from the event when it has them; otherwise the sender asks the keys service.
         data.organization_names or None,
+        replaced_by,
     )
     return status.endswith(" 1")
 

@@ -45,6 +45,9 @@ async def work_notice(ctx: NotifierContext, row: asyncpg.Record) -> None:
             return
         fanout = _Fanout(ctx, conn, row)
         try:
+            if row["replaced_by"] is not None and (reason := await _successor_took_over(ctx, key_id)):
+                await repository.cancel_key(conn, key_id, reason, threshold)
+                return
             due = await fanout.align()
             if due is None:
                 await repository.cancel_key(conn, key_id, "the key was deleted", threshold)
@@ -57,6 +60,17 @@ async def work_notice(ctx: NotifierContext, row: asyncpg.Record) -> None:
             return
         if await fanout.finish():
             log.info("notice %s/%s done", key_id, threshold_label(threshold))
+
+
+async def _successor_took_over(ctx: NotifierContext, key_id: UUID) -> str | None:
+    """For a rolled key's notice: why it is no longer due (its successor in use, or the key gone), or None.
+    Only rolled keys' notices pay this call (one per notice): the others' keys were checked when announced."""
+    standing = (await ctx.keys.standings([key_id])).get(key_id)
+    if standing is None:
+        return "the key expired or was deleted"
+    if standing.successor_in_use_since is not None:
+        return f"its successor is in use since {standing.successor_in_use_since.isoformat()}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +153,7 @@ class _Fanout:
             organization_id=r["organization_id"],
             organization_path=self.path or (),
             threshold_seconds=self.threshold,
+            successor_id=r["replaced_by"],
         )
 
     async def send(self, due: list[str]) -> None:

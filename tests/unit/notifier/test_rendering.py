@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.errors import HeaderParseError
@@ -66,6 +67,18 @@ def test_the_body_gives_the_date_the_organization_path_the_creator_and_both_link
     # The link opens the console's Roll Key dialog for this key (after sign-in).
     assert f"https://console.example.com/keys/{KEY_ID}?roll" in text
     assert f'href="https://console.example.com/keys/{KEY_ID}?roll"' in html
+    assert "rolled" not in text and 'id="successor"' not in html
+
+
+def test_a_rolled_keys_reminder_says_a_successor_exists_and_links_it_instead_of_a_roll():
+    successor = UUID("0e6f1c2a-1111-4222-8333-444455556666")
+    rolled = replace(notice(), successor_id=successor)
+    message = received(renderer().composer(rolled, now=NOW).message(BOB))
+    text, html = message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()
+    for body in (text, html):
+        assert "a new key already replaces it" in body
+        assert f"https://console.example.com/keys/{successor}" in body
+        assert f"/keys/{KEY_ID}?roll" not in body
 
 
 def test_the_email_is_html_with_a_plain_text_alternative_to_one_recipient():
