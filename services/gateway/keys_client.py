@@ -1,7 +1,7 @@
 """The keys service (keys, directory), as the gateway calls it for the signed-in administrator.
 
 Errors from the keys service travel to the caller as they came (status and `{"error": ...}` body); a keys
-service that fails or does not answer is a 503. Exports go over connections of their own (`exports`): a
+service that fails or does not answer is a 503 with Retry-After (its own, or RETRY_AFTER_SECONDS). Exports go over connections of their own (`exports`): a
 reader at 1 KB/s holds one for as long as it reads, and must never hold one that pages and API calls need.
 A call that finds no free connection within the client's pool timeout is a 503 with Retry-After.
 """
@@ -33,6 +33,12 @@ def _retry_after(response: httpx.Response) -> dict[str, str] | None:
     """The keys service's Retry-After (its 429 for one export too many, its 503 when its pool is taken)."""
     value = response.headers.get("retry-after")
     return {"Retry-After": value} if value else None
+
+
+def _unavailable(message: str, headers: dict[str, str] | None = None) -> ApiError:
+    """A 503 for a keys service that is down, slow or failing: always with Retry-After, so that a client (or a
+    load balancer) comes back rather than giving up (a replica restarting is the commonest outage)."""
+    return ApiError(503, message, headers=headers or {"Retry-After": RETRY_AFTER_SECONDS})
 
 
 def _error_from(response: httpx.Response) -> ApiError:
@@ -69,10 +75,10 @@ class KeysClient:
         except httpx.PoolTimeout:
             raise _busy() from None
         except httpx.TimeoutException:
-            raise ApiError(503, "the keys service did not answer in time") from None
+            raise _unavailable("the keys service did not answer in time") from None
         except httpx.HTTPError as exc:
             log.warning("keys service unreachable: %s", exc)
-            raise ApiError(503, "the keys service is unavailable") from None
+            raise _unavailable("the keys service is unavailable") from None
         return self._checked(response)
 
     async def knows(self, username: str) -> bool | None:
@@ -95,7 +101,7 @@ class KeysClient:
         except httpx.PoolTimeout:
             raise _busy() from None
         except httpx.HTTPError:
-            raise ApiError(503, "the keys service is unavailable") from None
+            raise _unavailable("the keys service is unavailable") from None
         if response.is_error:
             await response.aread()
             await response.aclose()
@@ -113,7 +119,7 @@ class KeysClient:
     def _checked(self, response: httpx.Response) -> httpx.Response:
         if response.status_code >= 500:
             log.warning("keys service answered %d: %s", response.status_code, response.text[:200])
-            raise ApiError(503, "the keys service failed to answer", headers=_retry_after(response))
+            raise _unavailable("the keys service failed to answer", _retry_after(response))
         if response.is_error:
             raise _error_from(response)
         return response

@@ -204,6 +204,8 @@ async def test_a_keys_service_that_does_not_answer_is_a_503(make_gateway, tenant
     async with make_gateway(keys_url=f"http://127.0.0.1:{free_port()}") as gw:
         response = await gw.get("/api/v1/keys", headers=bearer(tenant.admins[0]))
         assert_error(response, 503, "unavailable")
+        # A client (or a load balancer) knows to come back: a keys replica down is the chaos run's first fault.
+        assert response.headers["retry-after"].isdigit(), response.headers
         ready = await gw.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["status"] == "not ready" and ready.json()["checks"]["keys"] != "ok", ready.text
