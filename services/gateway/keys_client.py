@@ -1,8 +1,9 @@
 """The keys service (keys, directory), as the gateway calls it for the signed-in administrator.
 
 Errors from the keys service travel to the caller as they came (status and `{"error": ...}` body); a keys
-service that fails or does not answer is a 503 with Retry-After (its own, or RETRY_AFTER_SECONDS). Exports go over connections of their own (`exports`): a
-reader at 1 KB/s holds one for as long as it reads, and must never hold one that pages and API calls need.
+service that fails or does not answer is a 503 with Retry-After (its own, or RETRY_AFTER_SECONDS). Exports go
+over connections of their own (`exports`): a reader at 1 KB/s holds one for as long as it reads, and must never
+hold one that pages and API calls need.
 A call that finds no free connection within the client's pool timeout is a 503 with Retry-After.
 """
 
