@@ -26,4 +26,5 @@ async def healthz() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    serve(app, ServiceSettings(), int(os.environ["PORT"]))
+    # It uses no Kafka: no principal of its own (dev.env's SASL listener would want one).
+    serve(app, ServiceSettings(kafka_security_protocol="PLAINTEXT"), int(os.environ["PORT"]))
