@@ -155,8 +155,9 @@ async def _export_ended(pool, login_url: str, admin: str) -> bool:
 
 
 async def test_a_reader_that_stops_reading_has_its_export_ended_and_its_connection_released(
-    big_tenant: Tenant, settings, pool
+    big_tenant: Tenant, settings, pool, as_admin, voice_token
 ):
+    key = (await create_key(as_admin(big_tenant.admins[0]), big_tenant.id))["key"]
     process = await _start(
         {"DB_POOL_SIZE": "1", "DB_ACQUIRE_TIMEOUT": "1s", "EXPORT_STALL_TIMEOUT": "3s", "EXPORT_DEADLINE": "10m"},
         settings,
@@ -174,6 +175,12 @@ async def test_a_reader_that_stops_reading_has_its_export_ended_and_its_connecti
             busy = await admin.get("/v1/keys", params={"organization_id": str(big_tenant.id)})
             assert_error(busy, 503, "unavailable")
             assert busy.headers["Retry-After"] == "5"
+            # Verify has connections of its own.
+            started = time.monotonic()
+            voice = {"Authorization": f"Bearer {voice_token}"}
+            verified = await client.post("/v1/keys/verify", json={"key": key}, headers=voice, timeout=5)
+            assert verified.status_code == 200 and verified.json()["valid"] is True, verified.text
+            assert time.monotonic() - started < 0.9  # under the administrators' pool's bound (1 s)
             await eventually(lambda: _export_ended(pool, settings.database_url, big_tenant.admins[0]), timeout=15)
             ended = time.monotonic() - opened
             assert ended < 3 + 5, ended  # the stall timeout, and the time to notice it
