@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 ENV := set -a && . deploy/local/dev.env && set +a &&
 PYTEST := $(ENV) $(PY) -m pytest
 
-.PHONY: bench-full deploy-check help install stack-up stack-down stack-status migrate seed run test test-unit test-integration test-e2e lint fmt bench clean
+.PHONY: bench-full chaos chaos-full deploy-check help install stack-up stack-down stack-status migrate seed run test test-unit test-integration test-e2e lint fmt bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ run: $(STAMP) stack-up seed ## start everything and print the console URL; Ctrl-
 test: $(STAMP) stack-up ## the whole suite: deploy-check first, then real PostgreSQL, Kafka, SMTP server and Chromium
 	bash tests/e2e/install-chromium.sh
 	PY=$(PY) bash deploy/tools/deploy-check.sh
-	$(PYTEST) tests/unit tests/integration tests/e2e
+	$(PYTEST) tests/unit tests/integration tests/e2e tests/chaos
 
 test-unit: $(STAMP) ## unit tests (no I/O)
 	$(PYTEST) tests/unit
@@ -57,7 +57,7 @@ test-e2e: $(STAMP) stack-up ## end-to-end tests: the services as processes, Chro
 lint: $(STAMP) ## ruff format --check, ruff check, mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy shared services bench deploy/local/mailsink.py
+	$(VENV)/bin/mypy shared services bench chaos deploy/local/mailsink.py
 
 fmt: $(STAMP) ## format the code
 	$(VENV)/bin/ruff format .
@@ -68,6 +68,12 @@ bench: $(STAMP) stack-up ## quick benchmarks (ratios against baselines measured 
 
 bench-full: $(STAMP) stack-up ## the benchmarks at the sizes of issue 6 (about eight minutes)
 	$(ENV) $(PY) -m bench --full
+
+chaos: $(STAMP) stack-up ## the guarantees under faults (issue 20): 3 brokers, 2 replicas of everything, a fault every ~20 s (about ten minutes; chaos/results.json)
+	$(ENV) $(PY) -m chaos --duration 420 --every 20
+
+chaos-full: $(STAMP) stack-up ## the same for forty minutes (at most 45), the figures of docs/reliability.md
+	$(ENV) $(PY) -m chaos --duration 2400 --every 20
 
 deploy-check: $(STAMP) ## render every kustomize build, validate it (kubeconform, vendored schemas), check and test the alerts (promtool)
 	PY=$(PY) bash deploy/tools/deploy-check.sh

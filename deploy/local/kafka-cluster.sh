@@ -120,8 +120,10 @@ start_node() {
   local logs
   logs="$(node_dir "$n")/logs"
   log "starting broker $n on $HOST:$(client_port "$n")"
-  # A smaller heap than the local broker's: three of them share the machine with the services.
-  nohup setsid java -server -Xms128m -Xmx384m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+  # A smaller heap than the local broker's (three of them share the machine with the services), all of it taken
+  # at start (-Xms = -Xmx, pre-touched): the run compares each process's memory at the end with its size after
+  # warm-up, and a JVM growing its heap is not a leak.
+  nohup setsid java -server -Xms384m -Xmx384m -XX:+AlwaysPreTouch -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
     -Djava.awt.headless=true -Dkafka.logs.dir="$logs" -Dlog4j2.configurationFile="$LOG4J_BROKER" \
     -cp "$LIBS/*" kafka.Kafka "$(props "$n")" >>"$logs/kafka.out" 2>&1 </dev/null 9>&- &
   echo $! >"$(pidfile "$n")"

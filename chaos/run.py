@@ -1,0 +1,213 @@
+"""A chaos run: the stack, the workload for `duration` seconds with faults on a seeded schedule, a quiet period
+(every key expires and is reaped, every notice goes out), then the verdict, written to chaos/results.json.
+
+    python -m chaos --duration 120 --seed 7                 # one fault of each kind
+    python -m chaos --duration 540 --every 30               # a fault every ~30 s, kinds drawn from the seed
+    python -m chaos --faults kill-replica,smtp-4xx ...      # only those kinds
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chaos import checker, faults
+from chaos.stack import CLUSTER_SH, HOME, Stack, rss_kb, running_stack, sh
+from chaos.workload import Workload
+
+log = logging.getLogger("chaos")
+RESULTS = Path(__file__).with_name("results.json")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m chaos", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--duration", type=float, default=120, help="seconds of workload (and faults)")
+    p.add_argument("--seed", type=int, default=None, help="the schedule's seed (random when left out; printed)")
+    p.add_argument("--faults", default=",".join(faults.KINDS), help="kinds of fault, comma-separated")
+    p.add_argument("--every", type=float, default=None, help="a fault every ~N s (default: one of each kind)")
+    p.add_argument("--gap", type=float, default=5.0, help="seconds between a fault's recovery and the next fault")
+    p.add_argument("--key-lifetime", type=int, default=60)
+    p.add_argument(
+        "--thresholds",
+        default="50,40",
+        help="notice thresholds, seconds before expiry (above the SMTP outage plus NOTICE_RETRY_MAX: 35 s)",
+    )
+    p.add_argument("--reaper-interval", type=int, default=2)
+    p.add_argument("--ops-per-second", type=float, default=2.0)
+    p.add_argument("--verifies-per-second", type=float, default=20.0)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--keep-cluster", action="store_true", help="leave the 3 brokers running after the run")
+    return p.parse_args(argv)
+
+
+async def broker_pids() -> dict[str, int]:
+    pids = {}
+    for node in (1, 2, 3):
+        out = (await sh("bash", str(CLUSTER_SH), "pid", str(node), check=False)).strip()
+        if out.isdigit():
+            pids[f"broker-{node}"] = int(out)
+    return pids
+
+
+async def process_pids(stack: Stack) -> dict[str, int]:
+    pids = {name: r.pid for name, r in stack.replicas.items() if r.pid}
+    return {**pids, **await broker_pids()}  # type: ignore[dict-item]
+
+
+async def unrecorded_window(stack: Stack) -> dict[str, Any]:
+    """The window that cannot be closed: from the SMTP server's 250 to the ledger's record of it, a SIGKILL there
+    sends a second copy. Its total length over each notifier's uptime is the chance that a kill at a random
+    moment lands in it (each replica's figures since its last start)."""
+    out: dict[str, Any] = {}
+    async with httpx.AsyncClient(timeout=5) as client:
+        for replica in stack.by_service("notifier"):
+            try:
+                text = (await client.get(f"{replica.url}/metrics")).text
+            except httpx.HTTPError:
+                continue
+            total = re.search(r"^keyward_notifier_unrecorded_window_seconds_sum (\S+)$", text, re.MULTILINE)
+            count = re.search(r"^keyward_notifier_unrecorded_window_seconds_count (\S+)$", text, re.MULTILINE)
+            if total and count:
+                seconds, deliveries = float(total.group(1)), float(count.group(1))
+                uptime = time.monotonic() - replica.started_at
+                out[replica.name] = {
+                    "deliveries": int(deliveries),
+                    "window_total_s": round(seconds, 4),
+                    "window_mean_ms": round(1000 * seconds / deliveries, 3) if deliveries else None,
+                    "share_of_uptime": round(seconds / uptime, 6),
+                }
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
+    rng = random.Random(seed)
+    kinds = [k for k in args.faults.split(",") if k]
+    unknown = set(kinds) - set(faults.KINDS)
+    if unknown:
+        raise SystemExit(f"unknown fault kinds: {sorted(unknown)} (known: {', '.join(faults.KINDS)})")
+    thresholds = sorted((int(t) for t in args.thresholds.split(",")), reverse=True)
+    replica_names = [f"{s}-{i}" for s in ("keys", "notifier", "reaper", "gateway") for i in (1, 2)]
+    # The faults start once the workload has warmed up and end before its last fifth.
+    warmup = min(30.0, args.duration * 0.15)
+    schedule = faults.schedule(
+        rng, kinds, start=warmup + 5, end=args.duration * 0.8, every=args.every, replicas=replica_names
+    )
+    print(f"chaos: seed {seed}, {args.duration:.0f}s of workload, {len(schedule)} faults:", flush=True)
+    for fault in schedule:
+        print(f"  {fault.describe()}", flush=True)
+    longest = max((f.pause for f in schedule), default=0.0)
+    recovery = longest + 15.0
+    # Every key of the workload expires, is reaped and has its notices sent; the faults are over by then.
+    quiet = args.key_lifetime + args.reaper_interval + 15.0
+    logs = HOME / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    started = time.time()
+    async with running_stack(
+        key_lifetime=args.key_lifetime, thresholds=thresholds, reaper_interval=args.reaper_interval, logs=logs
+    ) as stack:
+        print(f"chaos: stack up in {time.time() - started:.0f}s (topic {stack.topic}, logs {logs})", flush=True)
+        workload = Workload(
+            stack,
+            random.Random(seed + 1),
+            ops_per_second=args.ops_per_second,
+            verifies_per_second=args.verifies_per_second,
+        )
+        t0 = time.monotonic()
+        runner = asyncio.create_task(workload.run())
+        faulting = asyncio.create_task(faults.run_schedule(stack, schedule, t0, args.gap))
+        await asyncio.sleep(warmup)
+        warm = {name: (pid, rss_kb(pid)) for name, pid in (await process_pids(stack)).items()}
+        await asyncio.sleep(max(0.0, args.duration - warmup))
+        await faulting  # a fault still running ends (and recovers) before the workload stops
+        workload.stop()
+        await runner
+        workload_end = time.time()
+        print(f"chaos: workload done ({workload.history.summary()}); quiet for {quiet:.0f}s", flush=True)
+        await asyncio.sleep(quiet)
+        end = await process_pids(stack)
+        memory: dict[str, dict[str, Any]] = {}
+        for name, (pid, kb) in warm.items():
+            if end.get(name) == pid:
+                memory[name] = {"warm_kb": kb or 0, "end_kb": rss_kb(pid) or 0}
+            else:
+                memory[name] = {"warm_kb": kb or 0, "restarted": True}
+        window = await unrecorded_window(stack)
+        events = await checker.read_topic(stack)
+        verdict = await checker.verdict(
+            stack,
+            workload.history,
+            schedule,
+            events,
+            memory,
+            workload_end=time.time() - args.reaper_interval - recovery,
+            recovery=recovery,
+        )
+        verdict.figures["emails"]["unrecorded_window"] = window
+        restarts = {name: r.starts - 1 for name, r in stack.replicas.items() if r.starts > 1}
+    return {
+        "seed": seed,
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": args.duration,
+        "quiet_s": quiet,
+        "settings": {
+            "key_lifetime_s": args.key_lifetime,
+            "thresholds_s": thresholds,
+            "reaper_interval_s": args.reaper_interval,
+            "ops_per_second": args.ops_per_second,
+            "verifies_per_second": args.verifies_per_second,
+            "brokers": 3,
+            "replication_factor": 3,
+            "min_insync_replicas": 2,
+        },
+        "faults": [
+            {
+                "at_s": f.at,
+                "kind": f.kind,
+                "target": f.target,
+                "pause_s": round(f.pause, 1),
+                "took_s": round(f.ended - f.started, 1),
+                **f.details,
+            }
+            for f in schedule
+        ],
+        "restarts": restarts,
+        "workload": {**workload.history.summary(), "workload_seconds": round(workload_end - started, 1)},
+        "figures": verdict.figures,
+        "checks": verdict.checks,
+        "findings": verdict.findings,
+        "passed": verdict.passed,
+        "wall_seconds": round(time.time() - started),
+    }
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    args = parse(argv)
+    try:
+        result = asyncio.run(run(args))
+    finally:
+        if not args.keep_cluster:  # three JVMs: not left holding the machine's memory
+            subprocess.run(["bash", str(CLUSTER_SH), "stop"], check=False)
+    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(
+        json.dumps(
+            {"seed": result["seed"], "checks": result["checks"], "figures": result["figures"]}, indent=2, default=str
+        )
+    )
+    print(f"chaos: {'PASSED' if result['passed'] else 'FAILED'} ({args.out})")
+    return 0 if result["passed"] else 1

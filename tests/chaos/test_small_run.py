@@ -1,0 +1,42 @@
+"""The chaos run's small variant (issue 20): the 3-broker cluster, two replicas of every service, one fault of each
+kind on a fixed seed, and every guarantee checked (chaos/checker.py). About four minutes; `make chaos` is the
+long one. The run's results.json is kept beside the test's temporary files, and its verdict shown on failure."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.fixtures.processes import ROOT
+
+SEED = 20
+
+
+def test_one_fault_of_each_kind_breaks_no_guarantee(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "chaos", "--duration", "120", "--seed", str(SEED), "--out", str(results)],
+        cwd=ROOT,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert results.exists(), (
+        f"the run ended without a verdict ({run.returncode}):\n{run.stdout[-3000:]}{run.stderr[-3000:]}"
+    )
+    verdict = json.loads(results.read_text())
+    kinds = sorted(f["kind"] for f in verdict["faults"])
+    assert kinds == sorted(
+        ["kill-replica", "kill-leader", "postgres-restart", "smtp-4xx", "proxy-latency", "proxy-cut"]
+    ), kinds
+    assert not [f for f in verdict["faults"] if "error" in f], verdict["faults"]
+    # The workload really ran through the faults: keys made, verified, noticed and reaped.
+    figures = verdict["figures"]
+    assert figures["verify"]["answered"] > 1000 and figures["emails"]["received"] > 100, figures
+    assert figures["reaping"]["reaped"] > 20, figures["reaping"]
+    failed = {name: verdict["findings"] for name, ok in verdict["checks"].items() if not ok}
+    assert verdict["passed"], json.dumps({"checks": verdict["checks"], "figures": figures, "failed": failed}, indent=1)[
+        :8000
+    ]
