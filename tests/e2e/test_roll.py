@@ -34,7 +34,7 @@ async def test_roll_key_from_the_actions_menu_shows_the_new_key_once_and_the_lis
 
     await dialog.get_by_role("button", name="Done").click()
     await expect(dialog).to_be_hidden()
-    assert await page.locator("#rolled-key").text_content() == ""  # shown once
+    await expect(page.locator("#rolled-key")).to_have_text("")  # shown once
     # Both keys listed under the one name, the rolled one linking to its successor.
     await expect(page.locator("#rows tr")).to_have_count(2)
     await expect(row(page, key["name"]).get_by_role("link", name="replaced")).to_have_attribute(

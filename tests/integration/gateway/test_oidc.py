@@ -322,6 +322,7 @@ def test_the_gateway_refuses_to_start_with_dev_sign_in_outside_keyward_env_dev()
     # Everything else as production wants it: the refusal is for the sign-in mode, and says so.
     secrets = {name: token_urlsafe(32) for name in ("ACTING_ADMIN_SECRET", "AUTH_JWT_SECRET", "KEYS_TOKEN")}
     secrets |= {"NOTIFIER_TOKEN": token_urlsafe(32), "SERVICE_TOKENS": f"gateway:{token_urlsafe(32)}"}
+    secrets |= {"KAFKA_USERNAME": "keyward-gateway-kafka", "KAFKA_PASSWORD": token_urlsafe(32)}
     env = {"PATH": "/usr/bin:/bin", "KEYWARD_ENV": "staging", "AUTH_MODE": "dev", "AUTH_ISSUER": "https://sso.test"}
     env |= secrets
     result = subprocess.run(
