@@ -18,7 +18,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.settings import ROOT
-from deploy.local import runenv
 from deploy.local import kafka_access, runenv
 from shared.migrate import scratch_database
 

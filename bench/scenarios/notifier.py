@@ -141,7 +141,7 @@ async def run(b: Bench) -> list[Result]:
                     KEYS_URL=keys.url,
                     SMTP_HOST="127.0.0.1",
                     SMTP_PORT=str(sink.port),
-                    NOTIFIER_CONSUMER_GROUP=f"bench-notifier-{uuid4().hex[:8]}",
+                    NOTIFIER_CONSUMER_GROUP=f"notifier-bench-{uuid4().hex[:8]}",
                     SENDER_CONCURRENCY=str(SENDER_CONCURRENCY),
                 ),
             )

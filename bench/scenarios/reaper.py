@@ -113,7 +113,7 @@ async def run(b: Bench) -> list[Result]:
             spread = {"REAPER_SPREAD": b.sizes.reaper_spread} if b.sizes.reaper_spread else {}
             reaper = Process.service(
                 "reaper",
-                {**env, **spread, "KEYS_URL": keys.url, "REAPER_CONSUMER_GROUP": f"bench-reaper-{uuid4().hex[:8]}"},
+                {**env, **spread, "KEYS_URL": keys.url, "REAPER_CONSUMER_GROUP": f"reaper-bench-{uuid4().hex[:8]}"},
             )
             # The notifier consumes the `deleted` events too, as in a deployment (the keys were noticed long
             # ago: no e-mail goes out, and its SMTP server is a closed port).
@@ -124,7 +124,7 @@ async def run(b: Bench) -> list[Result]:
                     "KEYS_URL": keys.url,
                     "SMTP_HOST": "127.0.0.1",
                     "SMTP_PORT": str(free_port()),
-                    "NOTIFIER_CONSUMER_GROUP": f"bench-notifier-{uuid4().hex[:8]}",
+                    "NOTIFIER_CONSUMER_GROUP": f"notifier-bench-{uuid4().hex[:8]}",
                 },
             )
             groups = (reaper.env["REAPER_CONSUMER_GROUP"], notifier.env["NOTIFIER_CONSUMER_GROUP"])
