@@ -330,12 +330,8 @@ cmd_grant() {
 cmd_client_config() {
   [[ $# -eq 1 ]] || die "usage: $0 client-config <principal>"
   local variable
-  case "$1" in
-    admin) variable=KAFKA_ADMIN_PASSWORD ;;
-    platform) variable=KAFKA_PLATFORM_PASSWORD ;;
-    keys|notifier|reaper|gateway) variable="${1^^}_KAFKA_PASSWORD" ;;
-    *) die "unknown principal '$1' (admin, keys, notifier, reaper, gateway or platform)" ;;
-  esac
+  variable="$(awk -v p="$1" '$1 == "user" && $2 == p { print $3 }' "$ACCESS_FILE")"
+  [[ -n "$variable" ]] || die "'$1' is not a user of $ACCESS_FILE"
   mkdir -p "$KHOME"
   local file="$KHOME/client-$1.properties"
   (umask 077 && printf '%s\n' "security.protocol=SASL_PLAINTEXT" "sasl.mechanism=SCRAM-SHA-512" \

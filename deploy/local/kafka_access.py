@@ -15,16 +15,25 @@ from shared.kafka import KafkaAccess, ensure_topics
 KAFKA_SH = Path(__file__).with_name("kafka.sh")
 
 
+ACCESS_FILE = Path(__file__).with_name("kafka-access.txt")
+
+
+def password_variable(principal: str) -> str:
+    """The variable holding `principal`'s password, as kafka-access.txt's `user` line names it."""
+    for line in ACCESS_FILE.read_text().splitlines():
+        fields = line.split("#", 1)[0].split()
+        if fields[:2] == ["user", principal] and len(fields) == 3:
+            return fields[2]
+    raise LookupError(f"{principal!r} is not a user of {ACCESS_FILE.name}")
+
+
 def access(principal: str = "admin") -> KafkaAccess:
     """`principal`'s access to the local broker, its password from the environment (deploy/local/dev.env)."""
-    variable = "KAFKA_ADMIN_PASSWORD" if principal == "admin" else f"{principal.upper()}_KAFKA_PASSWORD"
-    if principal == "platform":
-        variable = "KAFKA_PLATFORM_PASSWORD"
     return KafkaAccess(
         os.environ["KAFKA_BOOTSTRAP_SERVERS"],
         os.environ.get("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
         principal,
-        os.environ[variable],
+        os.environ[password_variable(principal)],
     )
 
 
