@@ -34,17 +34,23 @@ async def scratch_database(base_dsn: str, prefix: str) -> AsyncIterator[str]:
     For test runs and benchmarks, which each get their own database instead of cleaning up after themselves.
     """
     name = f"{prefix}_{uuid4().hex[:10]}"
-    admin = await asyncpg.connect(base_dsn)
+    # A connection for each statement, none held in between: a run that restarts PostgreSQL (the chaos run)
+    # would otherwise find it closed when the database is dropped.
+    await _on_server(base_dsn, f'CREATE DATABASE "{name}"')
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
         url = urlunsplit(urlsplit(base_dsn)._replace(path=f"/{name}"))
-        try:
-            await migrate_all(url, [])
-            yield url
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await migrate_all(url, [])
+        yield url
     finally:
-        await admin.close()
+        await _on_server(base_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _on_server(dsn: str, statement: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
 
 
 async def migrate_all(dsn: str, names: list[str]) -> None:
