@@ -2,10 +2,17 @@
 
 kill-replica      SIGKILL of a random service replica, restarted after a pause
 kill-leader       SIGKILL of the broker leading most of the topic's partitions, restarted after a pause
-postgres-restart  PostgreSQL stopped fast (deploy/local/postgres.sh) and started again
+postgres-restart  the run's own PostgreSQL stopped fast (deploy/local/postgres.sh) and started again
 smtp-4xx          the SMTP sink answers 451 for 30 s
-proxy-latency     a replica's connection to PostgreSQL (toxiproxy) slowed down for a while
-proxy-cut         a replica's connection to PostgreSQL (toxiproxy) cut for a while
+proxy-latency     toxiproxy slows down a path for a while: a replica's connection to PostgreSQL, a replica's
+                  connections to the three brokers, or every replica's connections to one broker
+proxy-cut         toxiproxy cuts such a path for a while
+
+Faults overlap: with the probability `overlap`, a fault begins while the one before is still in progress (after a
+seeded share of its pause) instead of after its recovery, unless the two together would make a guarantee
+impossible by design or touch one resource twice (`compatible`): two brokers of three down (min.insync.replicas=2:
+nothing commits), both replicas of a service killed, one proxy under two toxics, two PostgreSQL restarts or SMTP
+outages. At most two faults are in progress at once.
 """
 
 import asyncio
@@ -18,7 +25,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from chaos.stack import CLUSTER_SH, POSTGRES_SH, Stack, sh
+from chaos.stack import CLUSTER_SH, PG_ENV, POSTGRES_SH, REPLICAS, Stack, sh
 
 log = logging.getLogger("chaos.faults")
 
@@ -31,19 +38,64 @@ class Fault:
     kind: str
     target: str = ""
     pause: float = 0.0
+    path: str = ""  # a proxy fault's: "postgresql" or "kafka"
+    overlaps: int | None = None  # the index of the fault in progress when this one begins
+    offset: float = 0.0  # seconds after that fault's beginning
     started: float = 0.0  # wall clock
     ended: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
-        return f"t+{self.at:5.0f}s {self.kind:17} {self.target:12} pause {self.pause:.0f}s"
+        target = f"{self.target}/{self.path}" if self.path else self.target
+        text = f"t+{self.at:5.0f}s {self.kind:17} {target:20} pause {self.pause:.0f}s"
+        if self.overlaps is not None:
+            text += f"  (overlaps #{self.overlaps + 1}, {self.offset:.0f}s into it)"
+        return text
+
+    def proxies(self) -> list[str]:
+        """The toxiproxy proxies a proxy fault acts on (chaos/stack.py names them)."""
+        if self.path == "postgresql":
+            return [f"pg-{self.target}"]
+        if self.path == "kafka" and self.target.startswith("broker-"):
+            return [f"kafka-{r}-{self.target.removeprefix('broker-')}" for r in REPLICAS]
+        if self.path == "kafka":
+            return [f"kafka-{self.target}-{n}" for n in (1, 2, 3)]
+        return []
+
+
+def compatible(a: Fault, b: Fault) -> bool:
+    """Whether b may begin while a is in progress."""
+    if a.kind == b.kind and a.kind in ("kill-leader", "postgres-restart", "smtp-4xx"):
+        return False  # two brokers of three down: no partition has two in-sync replicas; one resource twice
+    if a.target and a.target == b.target:
+        return False
+    if a.kind == b.kind == "kill-replica" and a.target.rsplit("-", 1)[0] == b.target.rsplit("-", 1)[0]:
+        return False  # both replicas of a service: not a partial failure any more
+    return not set(a.proxies()) & set(b.proxies())
+
+
+def outage(faults: list[Fault], i: int) -> float:
+    """How long fault i and any fault overlapping it are in progress, from its beginning (by their pauses)."""
+    span = faults[i].pause
+    for f in faults:
+        if f.overlaps == i:
+            span = max(span, f.offset + f.pause)
+    return span
 
 
 def schedule(
-    rng: random.Random, kinds: list[str], *, start: float, end: float, every: float | None, replicas: list[str]
+    rng: random.Random,
+    kinds: list[str],
+    *,
+    start: float,
+    end: float,
+    every: float | None,
+    replicas: list[str],
+    overlap: float = 0.0,
 ) -> list[Fault]:
     """One fault of each kind in `kinds`, spread over [start, end) in a random order (every=None), or a fault
-    every `every` seconds (jittered), each of a kind drawn at random."""
+    every `every` seconds (jittered), each of a kind drawn at random; each (but the first) overlapping the one
+    before with the probability `overlap` where the two are compatible."""
     faults: list[Fault] = []
     if every is None:
         order = rng.sample(kinds, len(kinds))
@@ -65,12 +117,24 @@ def schedule(
             fault.pause = rng.uniform(1, 3)
         elif kind == "smtp-4xx":
             fault.pause = 30
-        elif kind == "proxy-latency":
-            fault.target, fault.pause = rng.choice(replicas), rng.uniform(10, 20)
-            fault.details["latency_ms"] = rng.choice([200, 500, 1000])
-        elif kind == "proxy-cut":
-            fault.target, fault.pause = rng.choice(replicas), rng.uniform(5, 15)
+        elif kind in ("proxy-latency", "proxy-cut"):
+            # A replica's PostgreSQL, a replica's Kafka (its three brokers), or every replica's path to one broker.
+            fault.path = rng.choice(["postgresql", "kafka", "kafka"])
+            broker = fault.path == "kafka" and rng.random() < 0.5
+            fault.target = f"broker-{rng.randint(1, 3)}" if broker else rng.choice(replicas)
+            if kind == "proxy-latency":
+                fault.pause = rng.uniform(10, 20)
+                fault.details["latency_ms"] = rng.choice([200, 500, 1000])
+            else:
+                fault.pause = rng.uniform(5, 15)
         faults.append(fault)
+    for i in range(1, len(faults)):
+        draw = rng.random()
+        before = faults[i - 1]
+        if before.overlaps is None and draw < overlap and compatible(before, faults[i]):
+            faults[i].overlaps = i - 1
+            faults[i].offset = round(rng.uniform(0.2, 0.8) * before.pause, 1)
+            faults[i].at = round(before.at + faults[i].offset, 1)
     return faults
 
 
@@ -110,10 +174,10 @@ async def _apply(stack: Stack, fault: Fault) -> None:
         await asyncio.sleep(fault.pause)
         await sh("bash", str(CLUSTER_SH), "start-node", str(node))
     elif fault.kind == "postgres-restart":
-        fault.target = "postgresql"
-        await sh("bash", str(POSTGRES_SH), "stop")
+        fault.target = "postgresql"  # the run's own (PG_ENV), never the main stack's
+        await sh("bash", str(POSTGRES_SH), "stop", env=PG_ENV)
         await asyncio.sleep(fault.pause)
-        await sh("bash", str(POSTGRES_SH), "start")
+        await sh("bash", str(POSTGRES_SH), "start", env=PG_ENV)
     elif fault.kind == "smtp-4xx":
         fault.target = "smtp-sink"
         stack.sink.refusing = True
@@ -122,27 +186,37 @@ async def _apply(stack: Stack, fault: Fault) -> None:
         finally:
             stack.sink.refusing = False
     elif fault.kind in ("proxy-latency", "proxy-cut"):
-        proxy = f"pg-{fault.target}"
-        if fault.kind == "proxy-latency":
-            await stack.toxiproxy.latency(proxy, fault.details["latency_ms"])
-        else:
-            await stack.toxiproxy.cut(proxy)
+        proxies = fault.proxies()
         try:
+            if fault.kind == "proxy-latency":
+                await stack.toxiproxy.latency(proxies, fault.details["latency_ms"])
+            else:
+                await stack.toxiproxy.cut(proxies)
             await asyncio.sleep(fault.pause)
         finally:
-            await stack.toxiproxy.heal(proxy)
+            await stack.toxiproxy.heal(proxies)
     else:
         raise ValueError(f"unknown fault {fault.kind!r}")
 
 
 async def run_schedule(stack: Stack, faults: list[Fault], t0: float, gap: float) -> None:
-    """Applies the faults one after the other at their times, each at least `gap` seconds after the one before
-    has ended (recovered): a fault is met by a system that has recovered from the last. Two faults back to back
-    add up to one outage as long as both (see docs/reliability.md)."""
+    """Applies the faults at their times. A fault that overlaps the one before begins `offset` seconds after that
+    one began, while it is in progress; any other begins at least `gap` seconds after every fault before it has
+    ended (recovered), so that it is met by a system that has recovered from the last."""
+    running: list[asyncio.Task[None]] = []
+    began: dict[int, float] = {}
     ready = t0
-    for fault in faults:
-        await asyncio.sleep(max(0.0, t0 + fault.at - time.monotonic(), ready - time.monotonic()))
-        fault.details["started_at_s"] = round(time.monotonic() - t0, 1)
-        log.info("fault: %s", fault.describe())
-        await apply(stack, fault)
-        ready = time.monotonic() + gap
+    for i, fault in enumerate(faults):
+        if fault.overlaps is not None and fault.overlaps in began:
+            await asyncio.sleep(max(0.0, began[fault.overlaps] + fault.offset - time.monotonic()))
+        else:
+            if running:
+                await asyncio.gather(*running)
+                running.clear()
+                ready = time.monotonic() + gap
+            await asyncio.sleep(max(0.0, t0 + fault.at - time.monotonic(), ready - time.monotonic()))
+        began[i] = time.monotonic()
+        fault.details["started_at_s"] = round(began[i] - t0, 1)
+        log.info("fault #%d: %s", i + 1, fault.describe())
+        running.append(asyncio.create_task(apply(stack, fault)))
+    await asyncio.gather(*running)

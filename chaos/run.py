@@ -4,6 +4,7 @@
     python -m chaos --duration 120 --seed 7                 # one fault of each kind
     python -m chaos --duration 540 --every 30               # a fault every ~30 s, kinds drawn from the seed
     python -m chaos --faults kill-replica,smtp-4xx ...      # only those kinds
+    python -m chaos --overlap 0.5 ...                       # half the faults begin while the one before is in progress
 """
 
 import argparse
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 
 from chaos import checker, faults
-from chaos.stack import CLUSTER_SH, HOME, Stack, rss_kb, running_stack, sh
+from chaos.stack import CLUSTER_SH, HOME, Stack, postgres_pid, rss_kb, running_stack, sh, stop_postgres
 from chaos.workload import Workload
 
 log = logging.getLogger("chaos")
@@ -37,6 +38,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--faults", default=",".join(faults.KINDS), help="kinds of fault, comma-separated")
     p.add_argument("--every", type=float, default=None, help="a fault every ~N s (default: one of each kind)")
     p.add_argument("--gap", type=float, default=5.0, help="seconds between a fault's recovery and the next fault")
+    p.add_argument(
+        "--overlap",
+        type=float,
+        default=0.3,
+        help="the chance that a fault begins while the one before is in progress (where the two are compatible)",
+    )
     p.add_argument("--key-lifetime", type=int, default=60)
     p.add_argument(
         "--thresholds",
@@ -47,7 +54,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ops-per-second", type=float, default=2.0)
     p.add_argument("--verifies-per-second", type=float, default=20.0)
     p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--keep-cluster", action="store_true", help="leave the 3 brokers running after the run")
+    p.add_argument(
+        "--keep-cluster", action="store_true", help="leave the 3 brokers and the run's PostgreSQL running after the run"
+    )
     return p.parse_args(argv)
 
 
@@ -61,8 +70,20 @@ async def broker_pids() -> dict[str, int]:
 
 
 async def process_pids(stack: Stack) -> dict[str, int]:
+    """The processes of the system under test: the services' replicas, the brokers and the run's PostgreSQL
+    (its postmaster)."""
     pids = {name: r.pid for name, r in stack.replicas.items() if r.pid}
+    postgres = postgres_pid()
+    if postgres:
+        pids["postgresql"] = postgres
     return {**pids, **await broker_pids()}  # type: ignore[dict-item]
+
+
+def harness_pids(stack: Stack) -> dict[str, int]:
+    """The run's own tools, measured but not judged: toxiproxy (a Go heap that grows with the connections it has
+    proxied, thousands in a run as faults cut them) is no part of what is deployed."""
+    process = stack.toxiproxy.process
+    return {"toxiproxy": process.pid} if process and process.poll() is None else {}
 
 
 async def unrecorded_window(stack: Stack) -> dict[str, Any]:
@@ -102,12 +123,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # The faults start once the workload has warmed up and end before its last fifth.
     warmup = min(30.0, args.duration * 0.15)
     schedule = faults.schedule(
-        rng, kinds, start=warmup + 5, end=args.duration * 0.8, every=args.every, replicas=replica_names
+        rng,
+        kinds,
+        start=warmup + 5,
+        end=args.duration * 0.8,
+        every=args.every,
+        replicas=replica_names,
+        overlap=args.overlap,
     )
-    print(f"chaos: seed {seed}, {args.duration:.0f}s of workload, {len(schedule)} faults:", flush=True)
-    for fault in schedule:
-        print(f"  {fault.describe()}", flush=True)
-    longest = max((f.pause for f in schedule), default=0.0)
+    overlapping = sum(f.overlaps is not None for f in schedule)
+    print(
+        f"chaos: seed {seed}, {args.duration:.0f}s of workload, {len(schedule)} faults ({overlapping} overlapping):",
+        flush=True,
+    )
+    for i, fault in enumerate(schedule):
+        print(f"  #{i + 1:<3} {fault.describe()}", flush=True)
+    # The longest outage: a fault's pause, or a fault and the one overlapping it together.
+    longest = max((faults.outage(schedule, i) for i in range(len(schedule))), default=0.0)
     recovery = longest + 15.0
     # Every key of the workload expires, is reaped and has its notices sent; the faults are over by then.
     quiet = args.key_lifetime + args.reaper_interval + 15.0
@@ -128,6 +160,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         faulting = asyncio.create_task(faults.run_schedule(stack, schedule, t0, args.gap))
         await asyncio.sleep(warmup)
         warm = {name: (pid, rss_kb(pid)) for name, pid in (await process_pids(stack)).items()}
+        harness_warm = {name: rss_kb(pid) for name, pid in harness_pids(stack).items()}
         await asyncio.sleep(max(0.0, args.duration - warmup))
         await faulting  # a fault still running ends (and recovers) before the workload stops
         workload.stop()
@@ -154,6 +187,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             recovery=recovery,
         )
         verdict.figures["emails"]["unrecorded_window"] = window
+        verdict.figures["memory_harness"] = {
+            name: {"warm_kb": harness_warm.get(name) or 0, "end_kb": rss_kb(pid) or 0}
+            for name, pid in harness_pids(stack).items()
+        }
         restarts = {name: r.starts - 1 for name, r in stack.replicas.items() if r.starts > 1}
     return {
         "seed": seed,
@@ -170,12 +207,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "brokers": 3,
             "replication_factor": 3,
             "min_insync_replicas": 2,
+            "overlap": args.overlap,
+            "gap_s": args.gap,
+            "postgresql": "the run's own (deploy/local/postgres.sh, KEYWARD_PG_HOME=.local/chaos/postgres, port 29432)",
         },
+        "overlapping_faults": overlapping,
+        "longest_outage_s": round(longest, 1),
         "faults": [
             {
                 "at_s": f.at,
                 "kind": f.kind,
                 "target": f.target,
+                **({"path": f.path} if f.path else {}),
+                **(
+                    {"overlaps": f"#{f.overlaps + 1} {schedule[f.overlaps].kind}", "offset_s": f.offset}
+                    if f.overlaps is not None
+                    else {}
+                ),
                 "pause_s": round(f.pause, 1),
                 "took_s": round(f.ended - f.started, 1),
                 **f.details,
@@ -201,8 +249,9 @@ def main(argv: list[str]) -> int:
     try:
         result = asyncio.run(run(args))
     finally:
-        if not args.keep_cluster:  # three JVMs: not left holding the machine's memory
+        if not args.keep_cluster:  # three JVMs and a PostgreSQL: not left holding the machine's memory
             subprocess.run(["bash", str(CLUSTER_SH), "stop"], check=False)
+            asyncio.run(stop_postgres())
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(
         json.dumps(

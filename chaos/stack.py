@@ -1,9 +1,14 @@
-"""The chaos run's own stack: the 3-broker Kafka, toxiproxy in front of PostgreSQL, an SMTP sink that can refuse,
-a fresh database and topic, and two replicas of every service, each a process that a fault may kill.
+"""The chaos run's own stack: the 3-broker Kafka, a PostgreSQL of its own, toxiproxy in front of both, an SMTP sink
+that can refuse, a fresh database and topic, and two replicas of every service, each a process that a fault may kill.
 
 Replica i of the notifier, the reaper and the gateway talk to keys replica i (as pods behind a Service would
-reach one of them); each service replica reaches PostgreSQL through a toxiproxy proxy of its own, so that a
-fault can slow down or cut one replica's database connection.
+reach one of them); each service replica reaches PostgreSQL through a toxiproxy proxy of its own (`pg-<replica>`),
+and each broker through one too (`kafka-<replica>-<node>`, at the broker's proxied listener of the replica's slot:
+deploy/local/kafka-cluster.sh), so that a fault can slow down or cut one replica's database or Kafka connections,
+or every replica's connections to one broker.
+
+The run's PostgreSQL is a cluster of its own (deploy/local/postgres.sh with KEYWARD_PG_HOME, under
+.local/chaos/postgres, port 29432), with the main stack's roles: its fault stops that one, never the main stack's.
 """
 
 import asyncio
@@ -38,6 +43,11 @@ KAFKA_SH = ROOT / "deploy/local/kafka.sh"
 POSTGRES_SH = ROOT / "deploy/local/postgres.sh"
 HOME = ROOT / ".local/chaos"
 TOXIPROXY_PORT = 29474
+# The run's own PostgreSQL (deploy/local/postgres.sh, its data under .local/chaos/postgres).
+PG_PORT = 29432
+PG_ENV = {"KEYWARD_PG_HOME": str(HOME / "postgres"), "KEYWARD_PG_PORT": str(PG_PORT)}
+# The replicas in the order of their Kafka slots (the brokers' proxied listeners PROXY1..8: kafka-cluster.sh).
+REPLICAS = tuple(f"{s}-{i}" for s in ("keys", "notifier", "reaper", "gateway") for i in (1, 2))
 # The run's topic: as many partitions as the lifecycle topic, three replicas each.
 PARTITIONS = 6
 DIRECTORY = Path(__file__).with_name("directory.yaml")
@@ -212,21 +222,30 @@ class Toxiproxy:
         response.raise_for_status()
         return port
 
-    async def latency(self, name: str, ms: int) -> None:
+    async def fixed_proxy(self, name: str, listen: int, upstream: str) -> None:
+        await self.api.delete(f"/proxies/{name}")  # one left by a run that was killed
+        body = {"name": name, "listen": f"127.0.0.1:{listen}", "upstream": upstream, "enabled": True}
+        (await self.api.post("/proxies", json=body)).raise_for_status()
+
+    async def latency(self, names: list[str], ms: int) -> None:
         toxic = {
             "name": "latency",
             "type": "latency",
             "stream": "downstream",
             "attributes": {"latency": ms, "jitter": ms // 4},
         }
-        (await self.api.post(f"/proxies/{name}/toxics", json=toxic)).raise_for_status()
+        for name in names:
+            (await self.api.post(f"/proxies/{name}/toxics", json=toxic)).raise_for_status()
 
-    async def heal(self, name: str) -> None:
-        await self.api.delete(f"/proxies/{name}/toxics/latency")
-        (await self.api.post(f"/proxies/{name}", json={"enabled": True})).raise_for_status()
+    async def heal(self, names: list[str]) -> None:
+        for name in names:
+            await self.api.delete(f"/proxies/{name}/toxics/latency")
+            (await self.api.post(f"/proxies/{name}", json={"enabled": True})).raise_for_status()
 
-    async def cut(self, name: str) -> None:
-        (await self.api.post(f"/proxies/{name}", json={"enabled": False})).raise_for_status()
+    async def cut(self, names: list[str]) -> None:
+        """Disabled, a proxy closes its connections and accepts none."""
+        for name in names:
+            (await self.api.post(f"/proxies/{name}", json={"enabled": False})).raise_for_status()
 
     async def stop(self) -> None:
         await self.api.aclose()
@@ -274,11 +293,40 @@ def _via(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def admin_execute(statement: str) -> None:
+async def start_postgres() -> str:
+    """The run's own PostgreSQL, started (or found running) with the main stack's roles; its owner's DSN."""
+    return (await sh("bash", str(POSTGRES_SH), "start", env=PG_ENV)).strip().splitlines()[-1]
+
+
+async def stop_postgres() -> None:
+    await sh("bash", str(POSTGRES_SH), "stop", env=PG_ENV, check=False)
+
+
+def postgres_pid() -> int | None:
+    """The run's postmaster (for the memory check)."""
+    try:
+        first = (HOME / "postgres/data/postmaster.pid").read_text().split("\n", 1)[0].strip()
+    except OSError:
+        return None
+    return int(first) if first.isdigit() else None
+
+
+async def kafka_proxies() -> dict[str, list[tuple[int, int, int]]]:
+    """Each replica's (node, broker's port, proxy's port) of its slot's proxied listeners (kafka-cluster.sh)."""
+    slots: dict[str, list[tuple[int, int, int]]] = {name: [] for name in REPLICAS}
+    for line in (await sh("bash", str(CLUSTER_SH), "proxies")).split("\n"):
+        if line.strip():
+            slot, node, port, advertised = (int(x) for x in line.split())
+            if slot <= len(REPLICAS):
+                slots[REPLICAS[slot - 1]].append((node, port, advertised))
+    return slots
+
+
+async def admin_execute(owner_url: str, statement: str) -> None:
     """One statement as the owner on a connection of its own (the run's PostgreSQL fault breaks any it held)."""
     for attempt in range(30):
         try:
-            conn = await asyncpg.connect(os.environ["DATABASE_URL"], timeout=5)
+            conn = await asyncpg.connect(owner_url, timeout=5)
             break
         except (OSError, asyncpg.PostgresError):
             if attempt == 29:
@@ -296,9 +344,10 @@ async def running_stack(
 ) -> AsyncIterator[Stack]:
     await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
     bootstrap = (await sh("bash", str(CLUSTER_SH), "start")).strip().splitlines()[-1]
+    owner_url = await start_postgres()
     name = f"kw_chaos_{uuid4().hex[:10]}"
-    await admin_execute(f'CREATE DATABASE "{name}"')
-    database_url = _on_database(os.environ["DATABASE_URL"], name)
+    await admin_execute(owner_url, f'CREATE DATABASE "{name}"')
+    database_url = _on_database(owner_url, name)
     toxiproxy = Toxiproxy(logs)
     replicas: dict[str, Replica] = {}
     smtp = Controller(SinkHandler(), hostname="127.0.0.1", port=free_port(), server_hostname="chaos-sink")
@@ -326,8 +375,13 @@ async def running_stack(
 
         smtp.start()
         await toxiproxy.start()
-        pg = urlsplit(os.environ["DATABASE_URL"])
-        upstream = f"{pg.hostname}:{pg.port or 5432}"
+        upstream = f"127.0.0.1:{PG_PORT}"
+        # Each replica's Kafka clients bootstrap from, and are sent by the metadata to, its own proxies.
+        kafka_bootstrap: dict[str, str] = {}
+        for replica_name, slot in (await kafka_proxies()).items():
+            for node, port, advertised in slot:
+                await toxiproxy.fixed_proxy(f"kafka-{replica_name}-{node}", advertised, f"127.0.0.1:{port}")
+            kafka_bootstrap[replica_name] = ",".join(f"127.0.0.1:{advertised}" for _, _, advertised in slot)
         tokens = dict(p.strip().split(":", 1) for p in os.environ["SERVICE_TOKENS"].split(","))
         threshold_text = ",".join(f"{t}s" for t in thresholds)
         common = {
@@ -353,7 +407,15 @@ async def running_stack(
         for service, i, extra in plans:
             port = await toxiproxy.proxy(f"pg-{service}-{i}", upstream)
             replicas[f"{service}-{i}"] = Replica(
-                service, i, {**common, **extra, "DATABASE_URL": _via(database_url, port)}, logs
+                service,
+                i,
+                {
+                    **common,
+                    **extra,
+                    "DATABASE_URL": _via(database_url, port),
+                    "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap[f"{service}-{i}"],
+                },
+                logs,
             )
         for replica in replicas.values():
             await replica.start()
@@ -395,7 +457,12 @@ async def running_stack(
             }
             for service, extra in others.items():
                 proxy_port = await toxiproxy.proxy(f"pg-{service}-{i}", upstream)
-                env = {**common, **extra, "DATABASE_URL": _via(database_url, proxy_port)}
+                env = {
+                    **common,
+                    **extra,
+                    "DATABASE_URL": _via(database_url, proxy_port),
+                    "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap[f"{service}-{i}"],
+                }
                 replica = Replica(service, i, env, logs, port=ports[service])
                 replicas[replica.name] = replica
         for replica in replicas.values():
@@ -420,4 +487,4 @@ async def running_stack(
             await replica.stop()
         await toxiproxy.stop()
         smtp.stop()
-        await admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_execute(owner_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -7,9 +7,15 @@
 #   deploy/local/kafka-cluster.sh start|stop|status|bootstrap|admin-bootstrap
 #   deploy/local/kafka-cluster.sh start-node N | kill-node N | pid N   # one broker (1..3): the chaos faults
 #   deploy/local/kafka-cluster.sh wipe                                 # stop, and forget the data
+#   deploy/local/kafka-cluster.sh proxies                              # the proxied listeners: SLOT NODE PORT ADVERTISED
 #
 # Data and logs: <repo>/.local/chaos/kafka/node-N/{data,logs}
 # Ports (node N): clients 2909N (SASL/SCRAM-SHA-512), admin 2919N (SASL/PLAIN), controller 2929N
+# Proxied listeners (node N, slot S of 1..8): the broker listens on 293SN and advertises 295SN, where the chaos run's
+# toxiproxy listens and forwards to 293SN (chaos/stack.py). A Kafka client connects to the brokers the metadata
+# names, so a proxy in front of the bootstrap address alone would be bypassed: each slot is a listener of its own
+# (SASL/SCRAM-SHA-512, as CLIENT) advertised at its proxy, and one service replica's clients use one slot. Nothing
+# listens on 295SN without the run's toxiproxy.
 # Idempotent: start on a running cluster, and stop on a stopped one, are no-ops. status: 0 all up, 3 otherwise.
 set -euo pipefail
 
@@ -43,6 +49,10 @@ props() { echo "$(node_dir "$1")/server.properties"; }
 pidfile() { echo "$(node_dir "$1")/kafka.pid"; }
 bootstrap() { local n out=(); for n in "${NODES[@]}"; do out+=("$HOST:$(client_port "$n")"); done; (IFS=,; echo "${out[*]}"); }
 admin_bootstrap() { local n out=(); for n in "${NODES[@]}"; do out+=("$HOST:$(admin_port "$n")"); done; (IFS=,; echo "${out[*]}"); }
+PROXY_SLOTS=(1 2 3 4 5 6 7 8)
+proxied_port() { echo $((29300 + 10 * $2 + $1)); }   # node, slot
+advertised_port() { echo $((29500 + 10 * $2 + $1)); }
+proxies() { local n s; for s in "${PROXY_SLOTS[@]}"; do for n in "${NODES[@]}"; do echo "$s $n $(proxied_port "$n" "$s") $(advertised_port "$n" "$s")"; done; done; }
 voters() { local n out=(); for n in "${NODES[@]}"; do out+=("$n@$HOST:$(controller_port "$n")"); done; (IFS=,; echo "${out[*]}"); }
 
 take_lock() {
@@ -74,7 +84,14 @@ ensure_jars() {
 
 # The local broker's template, as node N of three: its own id, ports and data; three voters; three replicas.
 render_props() {
-  local n="$1" dir data
+  local n="$1" dir data s listeners="" advertised="" protocols="" sasl=""
+  for s in "${PROXY_SLOTS[@]}"; do
+    listeners+=",PROXY$s://$HOST:$(proxied_port "$n" "$s")"
+    advertised+=",PROXY$s://$HOST:$(advertised_port "$n" "$s")"
+    protocols+=",PROXY$s:SASL_PLAINTEXT"
+    sasl+="listener.name.proxy$s.sasl.enabled.mechanisms=SCRAM-SHA-512\n"
+    sasl+="listener.name.proxy$s.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+  done
   dir="$(node_dir "$n")"
   data="$dir/data"
   mkdir -p "$data" "$dir/logs"
@@ -84,6 +101,9 @@ render_props() {
       -e "s|{{ADMIN_PASSWORD}}|$KAFKA_ADMIN_PASSWORD|g" \
       -e "s|{{DATA_DIR}}|$data|g" \
       -e "s|^node.id=.*|node.id=$n|" \
+      -e "s|^listeners=.*|&$listeners|" \
+      -e "s|^advertised.listeners=.*|&$advertised|" \
+      -e "s|^listener.security.protocol.map=.*|&$protocols|" \
       -e "s|^controller.quorum.voters=.*|controller.quorum.voters=$(voters)|" \
       -e "s|^default.replication.factor=.*|default.replication.factor=3|" \
       -e "s|^min.insync.replicas=.*|min.insync.replicas=2|" \
@@ -94,6 +114,7 @@ render_props() {
       -e "s|^share.coordinator.state.topic.min.isr=.*|share.coordinator.state.topic.min.isr=2|" \
       "$TEMPLATE" >"$(props "$n").tmp")
   if grep -qE '\{\{[A-Z_]+\}\}' "$(props "$n").tmp"; then die "unsubstituted placeholder in $TEMPLATE"; fi
+  printf '\n# The proxied listeners (chaos runs)\n%b' "$sasl" >>"$(props "$n").tmp"
   mv "$(props "$n").tmp" "$(props "$n")"
 }
 
@@ -112,7 +133,9 @@ start_node() {
   if node_running "$n"; then return 0; fi
   rm -f "$(pidfile "$n")"
   local p
-  for p in "$(client_port "$n")" "$(admin_port "$n")" "$(controller_port "$n")"; do
+  local s ports=("$(client_port "$n")" "$(admin_port "$n")" "$(controller_port "$n")")
+  for s in "${PROXY_SLOTS[@]}"; do ports+=("$(proxied_port "$n" "$s")"); done
+  for p in "${ports[@]}"; do
     if port_open "$p"; then die "port $p is in use by another process (not broker $n)"; fi
   done
   render_props "$n"
@@ -214,5 +237,6 @@ case "${1:-}" in
   kill-node) node_arg "${2:-}"; kill_node "$2" ;;
   pid) node_arg "${2:-}"; node_running "$2" && read_pid "$2" ;;
   wipe) cmd_stop; rm -rf "$HOME_DIR" ;;
-  *) echo "usage: $0 {start|stop|status|bootstrap|admin-bootstrap|start-node N|kill-node N|pid N|wipe}" >&2; exit 2 ;;
+  proxies) proxies ;;
+  *) echo "usage: $0 {start|stop|status|bootstrap|admin-bootstrap|start-node N|kill-node N|pid N|wipe|proxies}" >&2; exit 2 ;;
 esac

@@ -8,6 +8,10 @@
 # Listen: 127.0.0.1:${KEYWARD_PG_PORT:-55432}; unix socket in <base>/run
 # DSN:    postgresql://keyward:keyward@127.0.0.1:55432/keyward
 #
+# KEYWARD_PG_HOME=<dir> puts a second cluster there (data, socket, log) with the same binaries, roles and
+# database; with KEYWARD_PG_PORT, the chaos runs' own (chaos/stack.py: .local/chaos/postgres, port 29432), so that
+# their PostgreSQL fault never stops the main stack's server.
+#
 # Idempotent: start on a running cluster and stop on a stopped one are no-ops.
 # status exits 0 when running, 3 when stopped.
 set -euo pipefail
@@ -84,9 +88,9 @@ as_pg() {
 
 # ------------------------------------------------------------------ layout --
 resolve_layout() {
-  local repo_base="$REPO_ROOT/.local/postgres"
+  local repo_base="${KEYWARD_PG_HOME:-$REPO_ROOT/.local/postgres}"
   local hash
-  hash="$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-10)"
+  hash="$(printf '%s' "$REPO_ROOT${KEYWARD_PG_HOME:+:$KEYWARD_PG_HOME}" | sha256sum | cut -c1-10)"
   local fallback="/var/tmp/keyward-postgres-$hash"
 
   BASE=""
