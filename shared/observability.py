@@ -48,7 +48,8 @@ class RequestMetrics:
             await self.app(scope, receive, recording_send)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # path_format: the template without its convertors (`/v1/keys/{key_id}`, not `{key_id:uuid}`).
+            template = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
             if template not in ("/metrics", "/healthz", "/readyz"):
                 labels = (self.service, scope["method"], template, str(status))
                 REQUEST_LATENCY.labels(*labels).observe(time.perf_counter() - started)

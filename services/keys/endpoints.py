@@ -182,7 +182,7 @@ async def bulk_delete(body: BulkDelete, actor: KeyManager, conn: Conn, ctx: Ctx)
 
 
 @router.get(
-    "/{key_id}",
+    "/{key_id:uuid}",
     response_model=KeyWithSecret,
     responses=error_responses(422, described={403: NOT_A_KEY_MANAGER, 404: NO_SUCH_KEY}),
 )
@@ -194,7 +194,7 @@ async def get_key(key_id: UUID, actor: KeyManager, conn: Conn, ctx: Ctx, respons
 
 
 @router.post(
-    "/{key_id}/roll",
+    "/{key_id:uuid}/roll",
     response_model=KeyWithSecret,
     status_code=201,
     responses=error_responses(
@@ -216,7 +216,7 @@ async def roll_key(
 
 
 @router.patch(
-    "/{key_id}",
+    "/{key_id:uuid}",
     response_model=Key,
     responses=error_responses(400, 413, 422, described={403: NOT_A_KEY_MANAGER, 404: NO_SUCH_KEY, 409: NAME_TAKEN}),
 )
@@ -226,7 +226,9 @@ async def rename_key(key_id: UUID, body: KeyUpdate, actor: KeyManager, conn: Con
 
 
 @router.delete(
-    "/{key_id}", status_code=204, responses=error_responses(422, described={403: NOT_A_KEY_MANAGER, 404: NO_SUCH_KEY})
+    "/{key_id:uuid}",
+    status_code=204,
+    responses=error_responses(422, described={403: NOT_A_KEY_MANAGER, 404: NO_SUCH_KEY}),
 )
 async def delete_key(key_id: UUID, actor: KeyManager, conn: Conn, ctx: Ctx) -> Response:
     """Deletes a key for good."""

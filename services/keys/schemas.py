@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from services.keys.directory.schemas import Name
 from shared.durations import parse_duration
@@ -127,7 +127,8 @@ class ListQuery(BaseModel):
 
 class ReapRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    limit: Annotated[int, Field(ge=1, le=5000)] = 1000
+    # Strict: a JSON true or "5" is no batch size.
+    limit: Annotated[StrictInt, Field(ge=1, le=5000)] = 1000
 
 
 class ReapResult(BaseModel):

@@ -8,6 +8,7 @@ from asgi_lifespan import LifespanManager
 
 from services.keys import keyformat
 from services.keys.app import create_app
+from shared.auth import parse_service_tokens
 from tests.fixtures.directory import Tenant
 from tests.fixtures.errors import assert_error
 from tests.fixtures.keys import Caller, create_key
@@ -125,11 +126,24 @@ async def test_bulk_delete_removes_all_or_nothing(as_admin, tenant: Tenant, othe
     assert set(assert_error(empty, 422, "validation_failed")["fields"]) == {"ids"}
 
 
-async def test_unknown_ids_and_malformed_ids_are_404_and_422(as_admin, tenant: Tenant):
+async def test_unknown_ids_and_paths_beside_a_key_are_404_or_405_never_422(as_admin, tenant: Tenant):
+    """`/v1/keys/{key_id}` takes a UUID only: any other segment is another path, unknown (404) or another route's
+    (405), not a key id that failed validation."""
     admin = as_admin(tenant.admins[0])
     assert_error(await admin.get("/v1/keys/00000000-0000-0000-0000-000000000000"), 404, "not_found")
-    malformed = assert_error(await admin.get("/v1/keys/not-a-uuid"), 422, "validation_failed")
-    assert set(malformed["fields"]) == {"key_id"}
+    for method, path in [("GET", "/v1/keys/not-a-uuid"), ("PATCH", "/v1/keys/nope"), ("POST", "/v1/keys/x/roll")]:
+        answer = await admin.request(method, path, json={"name": "n"})
+        assert answer.status_code == 404, (method, path, answer.text)
+    for method, path in [("GET", "/v1/keys/verify"), ("DELETE", "/v1/keys/reap"), ("PATCH", "/v1/keys/standing")]:
+        answer = await admin.request(method, path, json={"name": "n"})
+        assert answer.status_code == 405, (method, path, answer.text)
+
+
+async def test_the_reap_limit_is_a_whole_number_not_a_boolean_or_a_string(http: httpx.AsyncClient, settings):
+    token = parse_service_tokens(settings.service_tokens)["reaper"]
+    for limit in (True, "5", 2.5):
+        answer = await http.post("/v1/keys/reap", json={"limit": limit}, headers={"Authorization": f"Bearer {token}"})
+        assert_error(answer, 422, "validation_failed")
 
 
 async def test_the_export_has_every_listed_key_with_the_full_key_and_neutralised_formulas(
