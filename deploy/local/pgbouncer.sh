@@ -4,8 +4,15 @@
 #
 #   deploy/local/pgbouncer.sh start|stop|status
 #
-# Listen: 127.0.0.1:${KEYWARD_PGBOUNCER_PORT:-56432}; config, log and pid in <repo>/.local/pgbouncer
-#         (fallback /var/tmp/keyward-pgbouncer-<hash> when the 'postgres' OS user cannot traverse the repo path)
+# Two instances, each with pools of its own, every database of the cluster behind each:
+#   main    127.0.0.1:${KEYWARD_PGBOUNCER_PORT:-56432}          every pool of every service (DATABASE_URL)
+#   verify  127.0.0.1:${KEYWARD_PGBOUNCER_VERIFY_PORT:-56433}   the keys service's verify pool only
+#           (VERIFY_DATABASE_URL): administrators' transactions holding every server connection of the main
+#           instance leave verify's untouched. Kubernetes does the same with a database entry of its own
+#           (deploy/k8s/pgbouncer/databases.ini, keyward_verify); locally each test run makes its own database,
+#           which only a wildcard entry reaches, and an instance has one.
+# Config, log and pid in <repo>/.local/pgbouncer (fallback /var/tmp/keyward-pgbouncer-<hash> when the 'postgres'
+# OS user cannot traverse the repo path).
 # Use:    a DATABASE_URL on this port ending in ?pgbouncer=transaction (shared/db.py create_pool); make run and
 #         make test use it with KEYWARD_PGBOUNCER=1 (deploy/local/runenv.py).
 #
@@ -22,7 +29,6 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd -P)"
 
-PORT="${KEYWARD_PGBOUNCER_PORT:-56432}"
 PG_PORT="${KEYWARD_PG_PORT:-55432}"
 RUN_AS="postgres"
 BIN="/usr/sbin/pgbouncer"
@@ -38,7 +44,19 @@ LOGINS=(
 log() { printf '[pgbouncer] %s\n' "$*" >&2; }
 die() { printf '[pgbouncer] ERROR: %s\n' "$*" >&2; exit 1; }
 
-[[ "$PORT" =~ ^[0-9]+$ ]] || die "KEYWARD_PGBOUNCER_PORT must be a number, got '$PORT'"
+INSTANCES=(main verify)
+
+# Sets NAME, PORT, POOL_SIZE, MAX_DB for an instance.
+instance() {
+  NAME="$1"
+  case "$NAME" in
+    main) PORT="${KEYWARD_PGBOUNCER_PORT:-56432}" POOL_SIZE=20 MAX_DB=60 ;;
+    # Verify's queries are short: a few server connections serve every keys process's VERIFY_DB_POOL_SIZE.
+    verify) PORT="${KEYWARD_PGBOUNCER_VERIFY_PORT:-56433}" POOL_SIZE=10 MAX_DB=20 ;;
+    *) die "unknown instance $NAME" ;;
+  esac
+  [[ "$PORT" =~ ^[0-9]+$ ]] || die "the $NAME instance's port must be a number, got '$PORT'"
+}
 
 as_user() {
   if [[ "$(id -un)" == "$RUN_AS" ]]; then (cd / && "$@"); else (cd / && runuser -u "$RUN_AS" -- "$@"); fi
@@ -61,9 +79,11 @@ resolve_layout() {
   else
     BASE="/var/tmp/keyward-pgbouncer-$hash"
   fi
-  CONF="$BASE/pgbouncer.ini"
-  PID_FILE="$BASE/pgbouncer.pid"
-  LOG_FILE="$BASE/pgbouncer.log"
+  local stem="pgbouncer"
+  [[ "$NAME" == main ]] || stem="pgbouncer-$NAME"
+  CONF="$BASE/$stem.ini"
+  PID_FILE="$BASE/$stem.pid"
+  LOG_FILE="$BASE/$stem.log"
 }
 
 write_config() {
@@ -74,7 +94,7 @@ write_config() {
   : >"$users"
   for login in "${LOGINS[@]}"; do printf '"%s" "%s"\n' "${login%%:*}" "${login#*:}" >>"$users"; done
   cat >"$CONF" <<EOF
-; Managed by deploy/local/pgbouncer.sh -- regenerated on every start.
+; Managed by deploy/local/pgbouncer.sh -- regenerated on every start. Instance: $NAME.
 [databases]
 ; Every database of the local cluster (each test run makes its own).
 * = host=127.0.0.1 port=$PG_PORT
@@ -87,8 +107,8 @@ auth_type = scram-sha-256
 auth_file = $users
 pool_mode = transaction
 max_client_conn = 2000
-default_pool_size = 20
-max_db_connections = 60
+default_pool_size = $POOL_SIZE
+max_db_connections = $MAX_DB
 ; 1.18 keeps no track of prepared statements: none outlives the transaction that made it.
 server_reset_query = DEALLOCATE ALL
 server_reset_query_always = 1
@@ -113,50 +133,67 @@ is_running() {
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 
-cmd_start() {
-  [[ "$(id -u)" -eq 0 || "$(id -un)" == "$RUN_AS" ]] || die "run as root (uses runuser to become '$RUN_AS')"
-  ensure_binary
-  id -u "$RUN_AS" >/dev/null 2>&1 || die "OS user '$RUN_AS' missing: start PostgreSQL first (deploy/local/postgres.sh)"
+start_one() {
+  instance "$1"
   resolve_layout
   if is_running && answers; then
-    log "already running on 127.0.0.1:$PORT"
+    log "$NAME: already running on 127.0.0.1:$PORT"
     return 0
   fi
   write_config
-  log "starting PgBouncer on 127.0.0.1:$PORT in front of 127.0.0.1:$PG_PORT (log $LOG_FILE)"
+  log "starting PgBouncer ($NAME) on 127.0.0.1:$PORT in front of 127.0.0.1:$PG_PORT (log $LOG_FILE)"
   as_user "$BIN" -d "$CONF" || { tail -n 20 "$LOG_FILE" >&2 || true; die "pgbouncer did not start"; }
   local deadline=$((SECONDS + 15))
   until answers; do
     (( SECONDS < deadline )) || { tail -n 20 "$LOG_FILE" >&2 || true; die "pgbouncer not answering on $PORT"; }
     sleep 0.2
   done
-  log "ready"
+  log "$NAME: ready"
 }
 
-cmd_stop() {
+cmd_start() {
+  [[ "$(id -u)" -eq 0 || "$(id -un)" == "$RUN_AS" ]] || die "run as root (uses runuser to become '$RUN_AS')"
+  ensure_binary
+  id -u "$RUN_AS" >/dev/null 2>&1 || die "OS user '$RUN_AS' missing: start PostgreSQL first (deploy/local/postgres.sh)"
+  local name
+  for name in "${INSTANCES[@]}"; do start_one "$name"; done
+}
+
+stop_one() {
+  instance "$1"
   resolve_layout
   if ! is_running; then
-    log "not running"
+    log "$NAME: not running"
     return 0
   fi
   local pid deadline=$((SECONDS + 15))
   pid="$(pid_of)"
   kill -INT "$pid"
   while [[ -e "/proc/$pid" ]]; do
-    (( SECONDS < deadline )) || die "pgbouncer (pid $pid) did not stop"
+    (( SECONDS < deadline )) || die "pgbouncer $NAME (pid $pid) did not stop"
     sleep 0.2
   done
-  log "stopped"
+  log "$NAME: stopped"
+}
+
+cmd_stop() {
+  local name
+  for name in "${INSTANCES[@]}"; do stop_one "$name"; done
 }
 
 cmd_status() {
-  resolve_layout
-  if is_running; then
-    echo "pgbouncer: running (127.0.0.1:$PORT)"
-    return 0
-  fi
-  echo "pgbouncer: stopped"
-  return 3
+  local name rc=0
+  for name in "${INSTANCES[@]}"; do
+    instance "$name"
+    resolve_layout
+    if is_running; then
+      echo "pgbouncer ($NAME): running (127.0.0.1:$PORT)"
+    else
+      echo "pgbouncer ($NAME): stopped"
+      rc=3
+    fi
+  done
+  return "$rc"
 }
 
 case "${1:-}" in

@@ -6,7 +6,8 @@ only its own Secret in Kubernetes:
 
 - its database login as DATABASE_URL (`<SERVICE>_DATABASE_URL`, pointed at DATABASE_URL's database, so a
   test's scratch database works too); with KEYWARD_PGBOUNCER=1 through the local PgBouncer, as in Kubernetes
-  (`through_pgbouncer`);
+  (`through_pgbouncer`), and the keys service's verify pool through PgBouncer's `verify` instance
+  (VERIFY_DATABASE_URL);
 - its Kafka principal as KAFKA_USERNAME/KAFKA_PASSWORD (`<SERVICE>_KAFKA_PASSWORD`; deploy/local/kafka-access.txt
   says what each may do);
 - its token at the keys service as KEYS_TOKEN (unless set), from its entry of SERVICE_TOKENS (which only the
@@ -58,7 +59,14 @@ def service_environment(service: str, environ: Mapping[str, str]) -> dict[str, s
     if own_database:
         env["DATABASE_URL"] = on_database_of(own_database, environ.get("DATABASE_URL", own_database))
         if through_pgbouncer(service, environ):
-            env["DATABASE_URL"] = via_pgbouncer(env["DATABASE_URL"], environ.get("KEYWARD_PGBOUNCER_PORT", "56432"))
+            direct = env["DATABASE_URL"]
+            env["DATABASE_URL"] = via_pgbouncer(direct, environ.get("KEYWARD_PGBOUNCER_PORT", "56432"))
+            if account == "keys":
+                # Verify's pool to the PgBouncer instance of its own (deploy/local/pgbouncer.sh): administrators'
+                # transactions cannot take the server connections it waits for.
+                env["VERIFY_DATABASE_URL"] = via_pgbouncer(
+                    direct, environ.get("KEYWARD_PGBOUNCER_VERIFY_PORT", "56433")
+                )
     own_kafka = environ.get(f"{account.upper()}_KAFKA_PASSWORD")
     if own_kafka:
         env["KAFKA_USERNAME"], env["KAFKA_PASSWORD"] = account, own_kafka

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from services.keys import expiry, gauges, repository
@@ -19,6 +19,7 @@ from services.keys.directory.endpoints import router as directory_router
 from services.keys.endpoints import router as keys_router
 from services.keys.export import ExportSlots
 from services.keys.outbox.relay import OutboxRelay
+from services.keys.verify import PATH as VERIFY_PATH
 from services.keys.verify import VerifyFastPath
 from shared.app import service_app
 from shared.auth import ServiceTokens, parse_service_tokens
@@ -37,27 +38,34 @@ RELAY_SHUTDOWN_SECONDS = 10.0
 async def running(cfg: Settings, *, workers: bool) -> AsyncIterator[KeysContext]:
     async with contextlib.AsyncExitStack() as stack:
         acquire_timeout = cfg.db_acquire_timeout.total_seconds()
-        pool = await create_pool(cfg.database_url, max_size=cfg.db_pool_size, acquire_timeout=acquire_timeout)
-        stack.push_async_callback(pool.close)
         # Opened whole at the start: a burst of sign-ins does not wait for connections to be made.
-        verify_pool = await create_pool(
-            cfg.database_url,
-            min_size=cfg.verify_db_pool_size,
-            max_size=cfg.verify_db_pool_size,
-            acquire_timeout=acquire_timeout,
-        )
-        stack.push_async_callback(verify_pool.close)
+        verify_pool = None
+        if cfg.serves != "admin":
+            verify_pool = await create_pool(
+                cfg.verify_dsn,
+                min_size=cfg.verify_db_pool_size,
+                max_size=cfg.verify_db_pool_size,
+                acquire_timeout=acquire_timeout,
+            )
+            stack.push_async_callback(verify_pool.close)
+        if cfg.serves == "verify":
+            # Only the usage flush (one statement every USAGE_FLUSH_INTERVAL) shares verify's pool here.
+            pool = verify_pool
+        else:
+            pool = await create_pool(cfg.database_url, max_size=cfg.db_pool_size, acquire_timeout=acquire_timeout)
+            stack.push_async_callback(pool.close)
+        assert pool is not None
         ctx = KeysContext(
             settings=cfg,
             pool=pool,
-            verify_pool=verify_pool,
+            verify_pool=verify_pool or pool,
             service_tokens=ServiceTokens(parse_service_tokens(cfg.service_tokens)),
             cipher=KeyCipher(parse_ring(cfg.key_encryption_keys, name="KEY_ENCRYPTION_KEYS", exact_bytes=32)),
             digester=KeyDigester(parse_ring(cfg.key_hmac_secrets, name="KEY_HMAC_SECRETS")),
             exports=ExportSlots(cfg.exports_per_admin, cfg.exports_per_replica),
         )
         # A relay of its own process publishes the outbox where RUN_RELAY=false.
-        if workers and cfg.run_relay:
+        if workers and cfg.relays:
             relay = outbox_relay(pool, cfg)
             stack.push_async_callback(relay.close)
         else:
@@ -65,12 +73,13 @@ async def running(cfg: Settings, *, workers: bool) -> AsyncIterator[KeysContext]
         record_usage = functools.partial(repository.record_usage, pool)
         stack.push_async_callback(_flush_quietly, ctx, record_usage)
         tasks = [
-            asyncio.create_task(ctx.usage.run(record_usage, cfg.usage_flush_interval.total_seconds()), name="usage"),
-            asyncio.create_task(gauges.observe(pool), name="gauges"),
+            asyncio.create_task(ctx.usage.run(record_usage, cfg.usage_flush_interval.total_seconds()), name="usage")
         ]
+        if cfg.serves != "verify":
+            tasks.append(asyncio.create_task(gauges.observe(pool), name="gauges"))
         if relay is not None:
             tasks.append(asyncio.create_task(relay.run(), name="relay"))
-        if workers:
+        if workers and cfg.serves != "verify":
             watcher = expiry.watch(pool, cfg.expiry_notice_thresholds, cfg.expiry_watch_interval, cfg.kafka_topic)
             tasks.append(asyncio.create_task(watcher, name="expiry-watcher"))
         stack.push_async_callback(cancel_all, tasks, timeout=5.0)
@@ -94,8 +103,20 @@ def create_app(settings: Settings | None = None, *, workers: bool = True) -> Fas
         app_class=KeysApp,
         max_body_bytes=settings.max_body_bytes if settings else 64 * 1024,
     )
-    app.include_router(keys_router)
-    app.include_router(directory_router)
+    serves = settings.serves if settings else "all"
+    if serves == "all":
+        app.include_router(keys_router)
+        app.include_router(directory_router)
+    else:
+        # Verify alone, or every route but verify (health and metrics are the app's own, on both).
+        chosen = APIRouter()
+        for router in (keys_router, directory_router):
+            chosen.routes.extend(
+                r for r in router.routes if (getattr(r, "path", "") == VERIFY_PATH) == (serves == "verify")
+            )
+        app.include_router(chosen)
+        assert isinstance(app, KeysApp)
+        app.answers_verify = serves == "verify"
     return app
 
 
@@ -106,9 +127,14 @@ class KeysApp(FastAPI):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._verify_fast_path = VerifyFastPath(super().__call__, self.state)
+        # False where the process serves the administrators only (SERVES=admin): verify is a 404 there.
+        self.answers_verify = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._verify_fast_path(scope, receive, send)
+        if self.answers_verify:
+            await self._verify_fast_path(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 @contextlib.asynccontextmanager

@@ -2,7 +2,7 @@
 the secrets that seal and find keys, and who may call."""
 
 from datetime import timedelta
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field
 from pydantic_settings import NoDecode
@@ -24,6 +24,10 @@ class Settings(ServiceSettings):
     # False where the relay runs as its own process (`python -m services.keys relay`, the `keys-relay`
     # Deployment): the replicas that serve verify then spend no CPU on publishing events.
     run_relay: bool = True
+    # What this process answers: `all` (one process, as in development), `verify` (POST /v1/keys/verify only, on
+    # verify's pool: no administrators' routes, relay, watchers or gauges), `admin` (every route but verify).
+    # Verify apart runs on an event loop and CPU share no export or list can hold (docs/benchmarks.md, issue 18).
+    serves: Literal["all", "verify", "admin"] = "all"
     key_lifetime: Duration = timedelta(days=365)
     # How long a rolled key goes on verifying beside its successor when the roll names no overlap.
     rotation_overlap: DurationOrZero = timedelta(days=7)
@@ -38,6 +42,10 @@ class Settings(ServiceSettings):
     # Administrators' calls, exports, the reaper's and the notifier's calls; verify has a pool of its own, which
     # nothing else takes (its connections also answer the readiness check).
     db_pool_size: int = Field(default=20, ge=1)
+    # Where verify's pool connects; unset: DATABASE_URL. Through PgBouncer, its own database entry (its own server
+    # connections and pool size), so that administrators' transactions cannot take every server connection verify
+    # would wait for (docs/operations.md, "Database connections").
+    verify_database_url: str | None = Field(default=None, min_length=1)
     # 8: with 4, most of a burst's requests queued for a connection (docs/benchmarks.md, figures behind the code).
     verify_db_pool_size: int = Field(default=8, ge=1)
     # Exports streaming at once, per administrator and per replica (beyond: 429 with Retry-After); each holds a
@@ -57,8 +65,16 @@ class Settings(ServiceSettings):
     key_encryption_keys: str
 
     @property
+    def verify_dsn(self) -> str:
+        return self.verify_database_url or self.database_url
+
+    @property
+    def relays(self) -> bool:
+        return self.run_relay and self.serves != "verify"
+
+    @property
     def uses_kafka(self) -> bool:
-        return self.run_relay
+        return self.relays
 
     secret_fields: ClassVar[tuple[str, ...]] = (
         "service_tokens",

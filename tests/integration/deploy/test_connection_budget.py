@@ -2,7 +2,7 @@
 
 From the rendered build and the settings' defaults (a value the manifests do not set is the default):
 
-    PgBouncer's server connections (its pods at most x max_db_connections)
+    PgBouncer's server connections (its pods at most x each database entry's max_db_connections, summed)
   + what reaches PostgreSQL directly: each workload's pods at most x its pools (the relay's lock connection too)
   + the migrations (one connection per init container that may run at once: each Deployment's surge)
   + operators (OPERATORS) and PostgreSQL's superuser_reserved_connections
@@ -11,9 +11,10 @@ From the rendered build and the settings' defaults (a value the manifests do not
 A workload's pods at most: its HorizontalPodAutoscaler's maxReplicas (else its replicas) plus the rolling
 update's maxSurge. Where its pools connect: its pod template's annotation `keyward.io/database` (`pgbouncer` or
 `direct`, the default), which says what its Secret's DATABASE_URL must hold (docs/operations.md, "Database
-connections"). Through PgBouncer, the clients' pools must fit its max_client_conn, and the exports (each holds
-a server connection for as long as it streams) at most half of its server connections, so that verify, which
-shares the keys service's login, always finds one.
+connections"). Through PgBouncer, the clients' pools must fit its max_client_conn, the exports (each holds
+a server connection for as long as it streams) at most half of the server connections of the keys service's
+entry, and verify's pool goes to a database entry of its own (VERIFY_DATABASE_URL), whose server connections
+no administrators' transaction can take.
 """
 
 import configparser
@@ -116,11 +117,29 @@ def workloads(docs: list[Doc]) -> list[Workload]:
     return found
 
 
+VERIFY_ENTRY = "keyward_verify"
+
+
 @dataclass
 class Bouncer:
     pods: int
-    server_connections: int  # each pod's, to the database
+    entries: dict[str, int]  # each database entry's server connections, per pod
     max_client_conn: int
+
+    @property
+    def server_connections(self) -> int:  # each pod's, to the database
+        return sum(self.entries.values())
+
+
+def database_entries(databases_ini: str, default_most: int) -> dict[str, int]:
+    """Each entry of PgBouncer's [databases] and its server connections at most (its own, else the global one)."""
+    ini = configparser.ConfigParser(strict=False, interpolation=None)
+    ini.read_string(databases_ini)
+    entries = {}
+    for name, value in ini["databases"].items():
+        options = dict(part.split("=", 1) for part in value.split())
+        entries[name] = int(options.get("max_db_connections", default_most))
+    return entries
 
 
 def pgbouncer(docs: list[Doc]) -> Bouncer | None:
@@ -131,12 +150,15 @@ def pgbouncer(docs: list[Doc]) -> Bouncer | None:
     ini = configparser.ConfigParser(strict=False, interpolation=None, allow_no_value=True)
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
     (config,) = [v["configMap"]["name"] for v in volumes if "configMap" in v]  # with kustomize's hash
-    ini.read_string(one(docs, "ConfigMap", config)["data"]["pgbouncer.ini"])
+    data = one(docs, "ConfigMap", config)["data"]
+    ini.read_string(data["pgbouncer.ini"])
     settings = ini["pgbouncer"]
     assert settings["pool_mode"] == "transaction"
+    assert "%include /etc/pgbouncer/databases.ini" in data["pgbouncer.ini"]
     strategy = deployment["spec"]["strategy"]["rollingUpdate"]
     pods = deployment["spec"]["replicas"] + strategy.get("maxSurge", 0)
-    return Bouncer(pods, int(settings["max_db_connections"]), int(settings["max_client_conn"]))
+    entries = database_entries(data["databases.ini"], int(settings["max_db_connections"]))
+    return Bouncer(pods, entries, int(settings["max_client_conn"]))
 
 
 def budget(docs: list[Doc]) -> dict[str, int]:
@@ -151,9 +173,8 @@ def budget(docs: list[Doc]) -> dict[str, int]:
         if w.migrations:
             shares[f"{w.name}'s migrations ({w.surge} at once)"] = w.surge * w.migrations
     if bouncer is not None:
-        shares[f"PgBouncer ({bouncer.pods} pods x {bouncer.server_connections})"] = (
-            bouncer.pods * bouncer.server_connections
-        )
+        per_entry = " + ".join(f"{n} {c}" for n, c in bouncer.entries.items())
+        shares[f"PgBouncer ({bouncer.pods} pods x ({per_entry}))"] = bouncer.pods * bouncer.server_connections
     shares["operators"] = OPERATORS
     shares["superuser_reserved_connections"] = SUPERUSER_RESERVED
     return shares
@@ -184,10 +205,27 @@ def test_pgbouncers_clients_fit_and_exports_leave_verify_room(rendered, overlay)
             docs, one(docs, "Deployment", "keyward-keys")["spec"]["template"]["spec"]["containers"][0]
         )
         exports = keys[0].pods * int(setting(values, KeysSettings, "exports_per_replica"))
-        servers = bouncer.pods * bouncer.server_connections
+        admin_entries = [n for n in bouncer.entries if n != VERIFY_ENTRY]
+        servers = bouncer.pods * min(bouncer.entries[n] for n in admin_entries)
         assert exports * 2 <= servers, (
             f"{exports} exports at once could hold more than half of PgBouncer's {servers} server connections"
         )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_verify_has_pgbouncer_server_connections_of_its_own(rendered, overlay):
+    """Through PgBouncer, the keys service's verify pool goes to an entry that administrators' work never uses."""
+    docs = rendered[overlay]
+    if not any(w.name == "keyward-keys" and w.route == "pgbouncer" for w in workloads(docs)):
+        return
+    bouncer = pgbouncer(docs)
+    assert bouncer is not None
+    assert bouncer.entries.get(VERIFY_ENTRY, 0) >= 1, f"{overlay}: no {VERIFY_ENTRY} entry in databases.ini"
+    (main,) = one(docs, "Deployment", "keyward-keys")["spec"]["template"]["spec"]["containers"]
+    _, secret_refs = environment(docs, main)
+    assert secret_refs.get("VERIFY_DATABASE_URL") == ("keyward-keys", "VERIFY_DATABASE_URL", False), (
+        f"{overlay}: the keys service's verify pool is not given its own address (VERIFY_DATABASE_URL)"
+    )
 
 
 def test_the_relay_and_the_migrations_keep_their_sessions_on_direct_connections(rendered):

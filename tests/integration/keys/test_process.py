@@ -78,3 +78,36 @@ async def test_the_notifier_reads_an_organizations_path_from_the_root(http, sett
     assert [o["id"] for o in path[1:]] == [str(tenant.id), str(tenant.orgs["org-1"]), str(tenant.orgs["org-2"])]
     missing = await http.get("/v1/organizations/00000000-0000-0000-0000-000000000000/path", headers=notifier)
     assert_error(missing, 404, "not_found")
+
+
+async def test_a_verify_process_answers_verify_only_and_an_admin_process_everything_else(settings, tenant):
+    """SERVES=verify: verify on a process (and event loop) of its own; SERVES=admin: the rest, without verify."""
+    env = service_env(settings) | {"RUN_RELAY": "false", "KEYS_KAFKA_PASSWORD": ""}
+    voice = {"Authorization": f"Bearer {parse_service_tokens(settings.service_tokens)['voice']}"}
+    verifier = await ServiceProcess("keys", env | {"SERVES": "verify", "RUN_RELAY": "true"}).start()
+    admin = await ServiceProcess("keys", env | {"SERVES": "admin"}).start()
+    try:
+        async with httpx.AsyncClient(base_url=admin.url) as http:
+            created = await Caller.gateway(http, settings, tenant.admins[0]).post(
+                "/v1/keys", json={"name": "verified apart", "organization_id": str(tenant.id)}
+            )
+            assert created.status_code == 201, created.text
+            assert_error(
+                await http.post("/v1/keys/verify", json={"key": created.json()["key"]}, headers=voice),
+                404,
+                "not_found",
+            )
+            assert (await http.get("/readyz")).json()["checks"] == {"database": "ok"}
+        async with httpx.AsyncClient(base_url=verifier.url) as http:
+            answer = await http.post("/v1/keys/verify", json={"key": created.json()["key"]}, headers=voice)
+            assert answer.json()["valid"] is True, answer.text
+            # The FastAPI route answers what the fast path hands on: its errors stay the documented ones.
+            assert_error(await http.post("/v1/keys/verify", json={}, headers=voice), 422, "validation_failed")
+            listing = await Caller.gateway(http, settings, tenant.admins[0]).get("/v1/keys")
+            assert_error(listing, 404, "not_found")
+            # No relay (though RUN_RELAY says so), hence no Kafka principal needed and no Kafka check.
+            assert (await http.get("/readyz")).json()["checks"] == {"database": "ok"}
+            assert list((await http.get("/openapi.json")).json()["paths"]) == ["/v1/keys/verify"]
+    finally:
+        await admin.stop()
+        await verifier.stop()
