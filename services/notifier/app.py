@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from services.notifier.config import Settings
 from services.notifier.context import NotifierContext
+from services.notifier.digests.service import DigestRule
 from services.notifier.endpoints import router
 from services.notifier.handlers import batch_dispatcher, dispatcher
 from services.notifier.keys_client import KeysClient
@@ -84,13 +85,14 @@ async def running(cfg: Settings) -> AsyncIterator[NotifierContext]:
         sender = Sender(
             ctx, concurrency=cfg.sender_concurrency, poll_interval=cfg.sender_poll_interval, lease=cfg.notice_lease
         )
+        digest_rule = DigestRule(cfg.notice_digest_window, cfg.notice_digest_min)
         consumer = EventConsumer(
             kafka=cfg.kafka,
             topic=cfg.kafka_topic,
             group_id=cfg.notifier_consumer_group,
             client_id=f"notifier-{instance}",
-            handle=dispatcher(pool, keys, sender.poke),
-            handle_many=batch_dispatcher(pool, keys, sender.poke),
+            handle=dispatcher(pool, keys, sender.poke, digest_rule),
+            handle_many=batch_dispatcher(pool, keys, sender.poke, digest_rule),
         )
         tasks = [
             asyncio.create_task(consumer.run(), name="notifier-consumer"),

@@ -39,6 +39,9 @@ class Settings(ServiceSettings):
     notice_retry_initial: Duration = timedelta(seconds=10)
     notice_retry_max: Duration = timedelta(minutes=15)
     # The directory is read at most this long before an e-mail goes out.
+    # More than this many notices for one administrator falling due within the window: one digest e-mail.
+    notice_digest_min: int = Field(default=3, ge=1)
+    notice_digest_window: Duration = timedelta(minutes=10)
     recipients_cache_ttl: Duration = timedelta(seconds=3)
     organization_cache_ttl: Duration = timedelta(minutes=5)
     # Notices worked at once, each on its own SMTP connection: one slow tenant does not hold up the others.

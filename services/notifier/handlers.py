@@ -16,6 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from services.notifier import repository
+from services.notifier.digests.service import DigestRule, form_digests
 from services.notifier.keys_client import KeysClient, Standing
 from services.notifier.metrics import DUPLICATE_EVENTS, NOTICES_RECORDED
 from shared.consumer import PermanentError
@@ -109,12 +110,15 @@ async def standings_of(keys: KeysClient, events: list[CloudEvent]) -> Standings:
 
 
 def batch_dispatcher(
-    pool: asyncpg.Pool, keys: KeysClient, on_committed: Callable[[], None]
+    pool: asyncpg.Pool, keys: KeysClient, on_committed: Callable[[], None], digest_rule: DigestRule | None = None
 ) -> Callable[[list[CloudEvent]], Awaitable[None]]:
     """Events of one partition in one transaction, in their order, each run of one type handed over at once.
     After a mass expiry that is a hundred thousand `deleted` events, and a transaction each kept the
     notifier busy for minutes. Any failure rolls the whole batch back (the consumer then
-    hands it to `dispatcher` event by event)."""
+    hands it to `dispatcher` event by event).
+
+    With a `digest_rule`, the announced tenants' notices that fall due together form their digests in the
+    same transaction: no sender sees them before, so none is sent on its own."""
 
     async def handle_many(events: list[CloudEvent]) -> None:
         handled = [e for e in events if type(e.data) in EVENT_HANDLERS]
@@ -134,18 +138,21 @@ def batch_dispatcher(
                 due = [e for e in run if e.id in fresh or not needs_ledger(e)]
                 if due:
                     await EVENT_HANDLERS[data_type](due, conn, standings)
+            announced = {e.data.tenant_id for e in relevant if isinstance(e.data, KeyExpiring) and e.data.tenant_id}
+            if digest_rule is not None and announced:
+                await form_digests(conn, sorted(announced), digest_rule)
         on_committed()
 
     return handle_many
 
 
 def dispatcher(
-    pool: asyncpg.Pool, keys: KeysClient, on_committed: Callable[[], None]
+    pool: asyncpg.Pool, keys: KeysClient, on_committed: Callable[[], None], digest_rule: DigestRule | None = None
 ) -> Callable[[CloudEvent], Awaitable[None]]:
     """One event: a batch of one. A value the database can never store (a NUL in a name, a value out of
     range) is refused for good: retrying never helps. So is an event the keys service does not vouch for
     (`vouched`); the keys service unreachable (`KeysUnavailable`) is retried."""
-    handle_many = batch_dispatcher(pool, keys, on_committed)
+    handle_many = batch_dispatcher(pool, keys, on_committed, digest_rule)
 
     async def handle(event: CloudEvent) -> None:
         try:

@@ -29,6 +29,16 @@ LEDGER_OPEN = Gauge(
     "Deliveries not yet settled: pending, sending (claimed), stale (claimed by a sender that died)",
     ["state"],
 )
+DIGESTS_SENT = Counter(
+    "keyward_notifier_digests_sent_total",
+    "Digest e-mails the SMTP server accepted (each also counts in the e-mail counters as threshold 'digest')",
+)
+DIGEST_NOTICES = Counter(
+    "keyward_notifier_digest_notices_total", "Notices (key, threshold, recipient) the accepted digests listed"
+)
+DIGESTS_FORMED = Counter("keyward_notifier_digests_formed_total", "Digests formed from notices as they were recorded")
+# The e-mail counters' threshold label of a digest, which lists notices of any threshold.
+DIGEST_LABEL = "digest"
 NOTICES_RECORDED = Counter("keyward_notifier_notices_recorded_total", "Expiry notices recorded from events")
 DUPLICATE_EVENTS = Counter("keyward_notifier_duplicate_events_total", "Events dropped as repeats of a handled ce_id")
 
@@ -40,9 +50,9 @@ def threshold_label(seconds: int) -> str:
 def create_label_sets(thresholds: Iterable[timedelta]) -> None:
     """Every e-mail counter's series for each notice threshold, at 0, from the start. A series born at its first
     increment reads as no increase to increase(), so without this the first refusal of a threshold's e-mail
-    would never raise KeywardNotifierPermanentFailures. Called with EXPIRY_NOTICE_THRESHOLDS at start."""
-    for threshold in thresholds:
-        label = threshold_label(int(threshold.total_seconds()))
+    would never raise KeywardNotifierPermanentFailures. Called with EXPIRY_NOTICE_THRESHOLDS at start; digests too."""
+    labels = [threshold_label(int(threshold.total_seconds())) for threshold in thresholds]
+    for label in [*labels, DIGEST_LABEL]:
         EMAILS_SENT.labels(label)
         for kind in FAILURE_KINDS:
             EMAILS_FAILED.labels(label, kind)

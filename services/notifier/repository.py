@@ -11,8 +11,13 @@ from shared.events import KeyExpiring
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
+
+class NoticeInDigest(Exception):
+    """The notice was taken into a digest (or another one) after it was leased: its digest sends it."""
+
+
 # A delivery that may be attempted now: pending and due, or claimed by a sender that has since died.
-_DUE = """((d.status = 'pending' AND d.next_attempt_at <= now())
+DUE = """((d.status = 'pending' AND d.next_attempt_at <= now())
            OR (d.status = 'sending' AND d.claimed_at < now() - $3::interval))"""
 
 
@@ -135,7 +140,7 @@ async def lease_due_notices(conn: Conn, limit: int, lease: timedelta, busy: Sequ
         UPDATE notifier.notices n SET next_check_at = now() + $2::interval
         FROM (
             SELECT key_id, threshold_seconds FROM notifier.notices
-            WHERE status = 'open' AND next_check_at <= now()
+            WHERE status = 'open' AND next_check_at <= now() AND digest_id IS NULL
               AND key_id::text || '/' || threshold_seconds <> ALL($3::text[])
             ORDER BY next_check_at LIMIT $1
             FOR UPDATE SKIP LOCKED
@@ -174,7 +179,7 @@ async def finish_notice(
     closed = await conn.fetchval(
         f"""
         WITH sent AS (
-            UPDATE notifier.deliveries SET {_sent("$6")}
+            UPDATE notifier.deliveries SET {sent_set("$6")}
             WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $5
         ), open AS (
             SELECT count(*) AS n,
@@ -216,9 +221,12 @@ async def align_deliveries(
     threshold: int,
     claim_timeout: timedelta,
     recipients: Sequence[tuple[str, str, str, str]],
+    digest_id: UUID | None = None,
 ) -> list[str] | None:
     """Brings the deliveries in line with the directory as it stands: (username, email, name, message id).
-    Returns the recipients due now, in order; None, writing nothing, when the key is deleted.
+    Returns the recipients due now, in order; None, writing nothing, when the key is deleted. The new
+    deliveries carry `digest_id`, which must be the notice's: NoticeInDigest, writing nothing, when a digest
+    took the notice (it locks the notice's row, so no digest takes it meanwhile).
 
     A new administrator gets a delivery; one no longer listed loses a pending one; a changed address is used.
     One statement (the insert and the cancel touch disjoint rows), so it is atomic without a transaction. Its
@@ -228,12 +236,17 @@ async def align_deliveries(
         f"""
         WITH dead AS (
             SELECT EXISTS (SELECT 1 FROM notifier.deleted_keys WHERE key_id = $1) AS yes
+        ), notice AS (
+            SELECT digest_id IS NOT DISTINCT FROM $8::uuid AS mine FROM notifier.notices
+            WHERE key_id = $1 AND threshold_seconds = $2 FOR SHARE
         ), listed AS (
             SELECT * FROM unnest($4::text[], $5::text[], $6::text[], $7::text[])
                 AS r(username, email, display_name, message_id)
         ), upserted AS (
-            INSERT INTO notifier.deliveries AS d (key_id, threshold_seconds, recipient, email, display_name, message_id)
-            SELECT $1, $2, l.username, l.email, l.display_name, l.message_id FROM listed l, dead WHERE NOT dead.yes
+            INSERT INTO notifier.deliveries AS d (key_id, threshold_seconds, recipient, email, display_name, message_id,
+                digest_id)
+            SELECT $1, $2, l.username, l.email, l.display_name, l.message_id, $8 FROM listed l, dead, notice
+            WHERE NOT dead.yes AND notice.mine
             ON CONFLICT (key_id, threshold_seconds, recipient) DO UPDATE
                 SET email = EXCLUDED.email, display_name = EXCLUDED.display_name, updated_at = now()
                 WHERE d.status = 'pending'
@@ -242,11 +255,11 @@ async def align_deliveries(
             UPDATE notifier.deliveries SET status = 'cancelled', updated_at = now(),
                 last_error = 'no longer a customer administrator of the tenant'
             WHERE key_id = $1 AND threshold_seconds = $2 AND status = 'pending' AND recipient <> ALL($4::text[])
-              AND NOT (SELECT yes FROM dead)
+              AND NOT (SELECT yes FROM dead) AND (SELECT mine FROM notice)
         )
-        SELECT (SELECT yes FROM dead) AS deleted, ARRAY(
+        SELECT (SELECT yes FROM dead) AS deleted, (SELECT mine FROM notice) AS mine, ARRAY(
             SELECT d.recipient FROM notifier.deliveries d
-            WHERE d.key_id = $1 AND d.threshold_seconds = $2 AND {_DUE}
+            WHERE d.key_id = $1 AND d.threshold_seconds = $2 AND {DUE}
               AND (d.status = 'sending' OR d.recipient = ANY($4::text[]))
             UNION
             SELECT l.username FROM listed l
@@ -262,8 +275,11 @@ async def align_deliveries(
         [r[1] for r in recipients],
         [r[2] for r in recipients],
         [r[3] for r in recipients],
+        digest_id,
     )
     assert row is not None
+    if row["mine"] is False:
+        raise NoticeInDigest(f"notice {key_id}/{threshold} is another digest's")
     return None if row["deleted"] else list(row["due"])
 
 
@@ -284,12 +300,12 @@ async def claim(
     return await conn.fetchrow(
         f"""
         WITH sent AS (
-            UPDATE notifier.deliveries SET {_sent("$7")}
+            UPDATE notifier.deliveries SET {sent_set("$7")}
             WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $6
         )
         UPDATE notifier.deliveries d
         SET status = 'sending', claimed_at = now(), claimed_by = $5, attempts = attempts + 1, updated_at = now()
-        WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $4 AND {_DUE}
+        WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $4 AND {DUE} AND d.digest_id IS NULL
           AND NOT EXISTS (SELECT 1 FROM notifier.deleted_keys t WHERE t.key_id = d.key_id)
           AND NOT EXISTS (
               SELECT 1 FROM notifier.deliveries e
@@ -307,7 +323,7 @@ async def claim(
     )
 
 
-def _sent(response_param: str) -> str:
+def sent_set(response_param: str) -> str:
     """SET of a delivery the server accepted: unconditional, whatever happened to the claim meanwhile."""
     return f"""status = 'sent', sent_at = coalesce(sent_at, now()), claimed_at = NULL,
             smtp_response = {response_param}, last_error = NULL, updated_at = now()"""
@@ -315,7 +331,8 @@ def _sent(response_param: str) -> str:
 
 async def mark_sent(conn: Conn, key_id: UUID, threshold: int, recipient: str, response: str) -> None:
     await conn.execute(
-        f"UPDATE notifier.deliveries SET {_sent('$4')} WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $3",
+        f"""UPDATE notifier.deliveries SET {sent_set("$4")}
+            WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = $3""",
         key_id,
         threshold,
         recipient,
@@ -352,6 +369,17 @@ async def unclaim(conn: Conn, key_id: UUID, threshold: int, recipient: str, owne
     )
 
 
+# SET of deliveries put back to pending (parameters: the first and the longest wait, the error): exponential
+# backoff from the attempts so far (this one included), with ±20 % jitter.
+def backoff_set(initial: str, longest: str, error: str) -> str:
+    return f"""status = 'pending', claimed_at = NULL, last_error = {error}, updated_at = now(),
+            attempts = attempts + CASE WHEN status = 'pending' THEN 1 ELSE 0 END,
+            next_attempt_at = now() + least(
+                {longest}::interval,
+                {initial}::interval * power(2, least(attempts + CASE WHEN status = 'pending' THEN 1 ELSE 0 END - 1, 24))
+            ) * (0.8 + random() * 0.4)"""
+
+
 async def release(
     conn: Conn,
     key_id: UUID,
@@ -363,15 +391,9 @@ async def release(
 ) -> None:
     """Puts deliveries back to pending with a backoff: this sender's claims (`owner`), or due pending ones
     never claimed because the connection failed first (those count an attempt here)."""
-    # Exponential backoff from the attempts so far (this one included), with ±20 % jitter.
     await conn.execute(
-        """
-        UPDATE notifier.deliveries SET status = 'pending', claimed_at = NULL, last_error = $6, updated_at = now(),
-            attempts = attempts + CASE WHEN status = 'pending' THEN 1 ELSE 0 END,
-            next_attempt_at = now() + least(
-                $5::interval,
-                $4::interval * power(2, least(attempts + CASE WHEN status = 'pending' THEN 1 ELSE 0 END - 1, 24))
-            ) * (0.8 + random() * 0.4)
+        f"""
+        UPDATE notifier.deliveries SET {backoff_set("$4", "$5", "$6")}
         WHERE key_id = $1 AND threshold_seconds = $2 AND recipient = ANY($3::text[])
           AND CASE WHEN $7::text IS NULL THEN status = 'pending' ELSE status = 'sending' AND claimed_by = $7 END
         """,

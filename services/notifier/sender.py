@@ -16,6 +16,8 @@ import asyncpg
 
 from services.notifier import repository
 from services.notifier.context import NotifierContext
+from services.notifier.digests import repository as digests
+from services.notifier.digests.service import work_digest
 from services.notifier.mailer import IDLE_REUSE_SECONDS
 from services.notifier.metrics import LEDGER_OPEN
 from services.notifier.service import work_notice
@@ -52,7 +54,12 @@ class Sender:
         ready, self._ready = self._ready, deque()
         try:
             for row, _ in ready:
-                await repository.reschedule_notice(self.ctx.pool, row["key_id"], row["threshold_seconds"], timedelta())
+                if _is_digest(row):
+                    await digests.reschedule_digest(self.ctx.pool, row["digest_id"], timedelta())
+                else:
+                    await repository.reschedule_notice(
+                        self.ctx.pool, row["key_id"], row["threshold_seconds"], timedelta()
+                    )
         except Exception:
             log.warning("could not give back the notices leased ahead; they wait for their lease", exc_info=True)
 
@@ -65,9 +72,13 @@ class Sender:
                 wanted = 2 * self.concurrency - len(busy) - len(self._ready)
                 if wanted > 0:
                     try:
-                        rows = await repository.lease_due_notices(
-                            self.ctx.pool, wanted, self.lease, [*busy, *(_name(r) for r, _ in self._ready)]
-                        )
+                        taken = [*busy, *(_name(r) for r, _ in self._ready)]
+                        # Digests first: each is a whole tenant's worth of notices, already waiting as one.
+                        rows = await digests.lease_due_digests(self.ctx.pool, wanted, self.lease, taken)
+                        if len(rows) < wanted:
+                            rows += await repository.lease_due_notices(
+                                self.ctx.pool, wanted - len(rows), self.lease, taken
+                            )
                     except Exception:
                         log.warning("could not look for due notices", exc_info=True)
                         rows = []
@@ -87,7 +98,8 @@ class Sender:
             if time.monotonic() - leased > fresh_for:
                 continue
             name = _name(row)
-            self._busy[name] = asyncio.create_task(work_notice(self.ctx, row), name=f"notice {name}")
+            work = work_digest(self.ctx, row) if _is_digest(row) else work_notice(self.ctx, row)
+            self._busy[name] = asyncio.create_task(work, name=f"notice {name}")
 
     async def _wait(self, busy: dict[str, asyncio.Task[None]]) -> None:
         wake = asyncio.create_task(self._wake.wait())
@@ -101,13 +113,16 @@ class Sender:
             if task.done():
                 del busy[name]
                 if not task.cancelled() and task.exception() is not None:
-                    log.error(
-                        "working notice %s failed; it is retried after its lease", name, exc_info=task.exception()
-                    )
+                    log.error("working %s failed; it is retried after its lease", name, exc_info=task.exception())
+
+
+def _is_digest(row: asyncpg.Record) -> bool:
+    """A leased digest's row, rather than a notice's (which carries its key)."""
+    return row.get("key_id") is None
 
 
 def _name(row: asyncpg.Record) -> str:
-    return f"{row['key_id']}/{row['threshold_seconds']}"
+    return f"digest/{row['digest_id']}" if _is_digest(row) else f"{row['key_id']}/{row['threshold_seconds']}"
 
 
 async def housekeeping(ctx: NotifierContext, retention: timedelta, interval: float = 5.0) -> None:

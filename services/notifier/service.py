@@ -48,7 +48,10 @@ async def work_notice(ctx: NotifierContext, row: asyncpg.Record) -> None:
             if row["replaced_by"] is not None and (reason := await _successor_took_over(ctx, key_id)):
                 await repository.cancel_key(conn, key_id, reason, threshold)
                 return
-            due = await fanout.align()
+            try:
+                due = await fanout.align()
+            except repository.NoticeInDigest:
+                return  # a digest took it after this sender leased it: the digest sends it
             if due is None:
                 await repository.cancel_key(conn, key_id, "the key was deleted", threshold)
                 return

@@ -91,7 +91,7 @@ def sink() -> AsyncIterator[Sink]:
 def _sink_behaves(sink: Sink) -> AsyncIterator[None]:
     """Each test starts with a fast, accepting, running SMTP server."""
     yield
-    sink.handler.delay, sink.handler.on_rcpt = 0.0, None
+    sink.handler.delay, sink.handler.on_rcpt, sink.handler.on_data = 0.0, None, None
     sink.handler.refuse.clear()
     if sink._controller is None:
         sink.start()

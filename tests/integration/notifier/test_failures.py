@@ -127,8 +127,8 @@ async def read_dead_letters(topic: str, ids: set[str], timeout: float = 20.0) ->
 async def test_fanouts_one_after_another_share_smtp_connections_and_one_that_stopped_answering_is_not_used(
     publish: Publisher, sink: Sink, make_tenant, make_key, notices_api: httpx.AsyncClient
 ):
-    tenant = await make_tenant(admins=2)
-    first = [await make_key(tenant, days=3) for _ in range(8)]
+    # A tenant each: eight notices of one tenant falling due together would go out as one digest.
+    first = [await make_key(await make_tenant(admins=2), days=3) for _ in range(8)]
     greetings = sink.handler.ehlos
     for fields in first:
         await publish.event(expiring(fields, 3))
@@ -138,7 +138,7 @@ async def test_fanouts_one_after_another_share_smtp_connections_and_one_that_sto
 
     # The idle connections stop answering: the next fan-out notices before it sends, and loses no attempt.
     sink.mute_open_connections()
-    later = await make_key(tenant, days=3)
+    later = await make_key(await make_tenant(admins=2), days=3)
     await publish.event(expiring(later, 3))
     await sink.wait_for(lambda: len(sink.about(later["key_id"])) == 2)
     items = await wait_for_notices(
