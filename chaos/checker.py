@@ -311,7 +311,10 @@ def _emails(v: Verdict, stack: Stack, history: History, events: list[Event], fau
         "repeated": sum(len(times) - 1 for times in received.values()),
         "not_owed": not_due,
         "refused_4xx": stack.sink.refused,
+        "unattributed": len(stack.sink.unattributed),
     }
+    v.findings["unattributed_emails"] = stack.sink.unattributed[:20]
+    v.checks["every_email_attributed"] = not stack.sink.unattributed
     v.findings["missing_emails"] = missing_list[:50]
     v.findings["emails_dropped_key_gone"] = dropped[:50]
     v.findings["repeated_emails"] = repeats[:50]
@@ -342,5 +345,11 @@ def _memory(v: Verdict, memory: dict[str, dict[str, int]]) -> None:
         if m.get("warm_kb") and m.get("end_kb") and m["end_kb"] > 1.2 * m["warm_kb"]
     }
     v.figures["memory"] = memory
+    judged = {name: m["end_kb"] / m["warm_kb"] for name, m in memory.items() if m.get("warm_kb") and m.get("end_kb")}
+    v.figures["memory_summary"] = {
+        "judged": len(judged),
+        "not_judged": sorted(set(memory) - set(judged)),  # restarted too late in the run to be measured twice
+        "largest_growth": round(max(judged.values()) - 1, 3) if judged else None,
+    }
     v.findings["memory_grown_over_20pct"] = [grown]
     v.checks["memory_within_20pct"] = not grown

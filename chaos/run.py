@@ -9,6 +9,7 @@
 
 import argparse
 import asyncio
+import fcntl
 import json
 import logging
 import random
@@ -16,13 +17,14 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from chaos import checker, faults
-from chaos.stack import CLUSTER_SH, HOME, Stack, postgres_pid, rss_kb, running_stack, sh, stop_postgres
+from chaos.stack import CLUSTER_SH, HOME, Stack, postgres_pid, rss_kb, running_stack, stop_postgres
 from chaos.workload import Workload
 
 log = logging.getLogger("chaos")
@@ -60,23 +62,71 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def broker_pids() -> dict[str, int]:
+def broker_pids() -> dict[str, int]:
+    """The running brokers (their pid files, as deploy/local/kafka-cluster.sh writes them)."""
     pids = {}
     for node in (1, 2, 3):
-        out = (await sh("bash", str(CLUSTER_SH), "pid", str(node), check=False)).strip()
-        if out.isdigit():
-            pids[f"broker-{node}"] = int(out)
+        try:
+            pid = int((HOME / f"kafka/node-{node}/kafka.pid").read_text().strip())
+            if b"kafka.Kafka" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids[f"broker-{node}"] = pid
+        except (OSError, ValueError):
+            continue
     return pids
 
 
-async def process_pids(stack: Stack) -> dict[str, int]:
+def process_pids(stack: Stack) -> dict[str, int]:
     """The processes of the system under test: the services' replicas, the brokers and the run's PostgreSQL
     (its postmaster)."""
     pids = {name: r.pid for name, r in stack.replicas.items() if r.pid}
     postgres = postgres_pid()
     if postgres:
         pids["postgresql"] = postgres
-    return {**pids, **await broker_pids()}  # type: ignore[dict-item]
+    return {**pids, **broker_pids()}  # type: ignore[dict-item]
+
+
+class MemoryWatch:
+    """Each process's resident size once it has warmed up, against its size at the end.
+
+    A process restarted by a fault is a new one: it is measured `warmup` seconds after it was first seen, and judged
+    if it then lived at least `warmup` seconds more, so that a long run (where a fault has restarted most processes)
+    still judges them all; one restarted too late to be judged is reported as such."""
+
+    def __init__(self, stack: Stack, warmup: float) -> None:
+        self.stack, self.warmup = stack, warmup
+        self.seen: dict[str, tuple[int, float]] = {}  # name: (pid, first seen)
+        self.warm: dict[str, tuple[int, int, float]] = {}  # name: (pid, kB, when)
+        self.incarnations: Counter[str] = Counter()
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        for name, pid in process_pids(self.stack).items():
+            if self.seen.get(name, (0, 0.0))[0] != pid:
+                self.seen[name] = (pid, now)
+                self.incarnations[name] += 1
+            since = self.seen[name][1]
+            if now - since >= self.warmup and self.warm.get(name, (0, 0, 0.0))[0] != pid:
+                kb = rss_kb(pid)
+                if kb:
+                    self.warm[name] = (pid, kb, now)
+
+    async def run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(2)
+
+    def verdict(self) -> dict[str, dict[str, Any]]:
+        now, end = time.monotonic(), process_pids(self.stack)
+        memory: dict[str, dict[str, Any]] = {}
+        for name in sorted(self.seen):
+            entry: dict[str, Any] = {"incarnations": self.incarnations[name]}
+            warm = self.warm.get(name)
+            if warm and end.get(name) == warm[0] and now - warm[2] >= self.warmup and rss_kb(warm[0]):
+                entry.update(warm_kb=warm[1], end_kb=rss_kb(warm[0]) or 0, observed_s=round(now - warm[2]))
+            else:
+                entry.update(restarted=True, judged=False)  # too late (or still restarting) at the end
+            memory[name] = entry
+        return memory
 
 
 def harness_pids(stack: Stack) -> dict[str, int]:
@@ -158,8 +208,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         runner = asyncio.create_task(workload.run())
         faulting = asyncio.create_task(faults.run_schedule(stack, schedule, t0, args.gap))
+        watch = MemoryWatch(stack, warmup)
+        watching = asyncio.create_task(watch.run())
         await asyncio.sleep(warmup)
-        warm = {name: (pid, rss_kb(pid)) for name, pid in (await process_pids(stack)).items()}
         harness_warm = {name: rss_kb(pid) for name, pid in harness_pids(stack).items()}
         await asyncio.sleep(max(0.0, args.duration - warmup))
         await faulting  # a fault still running ends (and recovers) before the workload stops
@@ -168,13 +219,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         workload_end = time.time()
         print(f"chaos: workload done ({workload.history.summary()}); quiet for {quiet:.0f}s", flush=True)
         await asyncio.sleep(quiet)
-        end = await process_pids(stack)
-        memory: dict[str, dict[str, Any]] = {}
-        for name, (pid, kb) in warm.items():
-            if end.get(name) == pid:
-                memory[name] = {"warm_kb": kb or 0, "end_kb": rss_kb(pid) or 0}
-            else:
-                memory[name] = {"warm_kb": kb or 0, "restarted": True}
+        watching.cancel()
+        watch.sample()
+        memory = watch.verdict()
         window = await unrecorded_window(stack)
         events = await checker.read_topic(stack)
         verdict = await checker.verdict(
@@ -246,6 +293,15 @@ def main(argv: list[str]) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     args = parse(argv)
+    # One run at a time: two would share the brokers, the PostgreSQL, toxiproxy's port and the proxies' ports, and
+    # each would stop what the other uses at its end.
+    HOME.mkdir(parents=True, exist_ok=True)
+    lock = (HOME / "run.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"chaos: another chaos run is in progress ({HOME / 'run.lock'}); run this one after it", file=sys.stderr)
+        return 3
     try:
         result = asyncio.run(run(args))
     finally:
