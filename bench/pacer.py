@@ -133,6 +133,7 @@ async def pace(mode: str, url: str, rate: float, seconds: float, args: list[str]
     workers = [asyncio.create_task(connection()) for _ in range(CONNECTIONS)]
     begin = time.perf_counter()
     sent = 0
+    lags: list[float] = []
     for n in range(total):
         at = begin + n / rate
         delay = at - time.perf_counter()
@@ -140,6 +141,7 @@ async def pace(mode: str, url: str, rate: float, seconds: float, args: list[str]
             await asyncio.sleep(delay)
         if stop.is_set():
             break
+        lags.append(time.perf_counter() - at)
         due.put_nowait((n, at))
         sent += 1
     for _ in workers:
@@ -150,6 +152,7 @@ async def pace(mode: str, url: str, rate: float, seconds: float, args: list[str]
         with open(os.environ["PACER_SAMPLES"], "w") as f:  # noqa: ASYNC230 (once, after the run)
             f.writelines(f"{due:.4f} {1000 * latency:.3f} {1000 * late:.3f}\n" for due, latency, late in samples)
     latencies.sort()
+    late = sorted(sent_late for _, _, sent_late in samples)
     return {
         "sent": sent,
         "created": statuses.get(201, 0),
@@ -160,7 +163,15 @@ async def pace(mode: str, url: str, rate: float, seconds: float, args: list[str]
         "p50_ms": round(1000 * latencies[len(latencies) // 2], 2) if latencies else None,
         "p99_ms": round(1000 * latencies[max(0, int(len(latencies) * 0.99) - 1)], 2) if latencies else None,
         "max_ms": round(1000 * latencies[-1], 2) if latencies else None,
+        # How late requests were written (the pacer's loop, or all its connections waiting on the service), and how
+        # late the pacer's own loop woke for them (its share of the cores): both are inside the latencies above.
+        "sent_late_p99_ms": _p99_ms(late),
+        "pacer_lag_p99_ms": _p99_ms(sorted(lags)),
     }
+
+
+def _p99_ms(ordered: list[float]) -> float | None:
+    return round(1000 * ordered[max(0, int(len(ordered) * 0.99) - 1)], 2) if ordered else None
 
 
 async def spawn(
