@@ -95,17 +95,15 @@ async def form_digests(conn: asyncpg.Connection, tenant_ids: Sequence[UUID], rul
 
 
 async def work_digest(ctx: NotifierContext, row: asyncpg.Record) -> None:
-    digest_id, tenant_id = row["digest_id"], row["tenant_id"]
+    digest_id = row["digest_id"]
     async with ctx.pool.acquire() as conn:
         try:
             notices = await _live_notices(ctx, conn, digest_id)
             if notices:
-                recipients = ctx.keys.cached_recipients(tenant_id)
-                if recipients is None:
-                    recipients = await ctx.keys.recipients(tenant_id)
-                due = await _align(ctx, conn, digest_id, notices, recipients)
+                send = _Send(ctx, conn, row, notices)
+                due = await send.sync()
                 if due:
-                    await _Send(ctx, conn, digest_id, notices).all(due)
+                    await send.all(due)
         except KeysUnavailable as exc:
             log.warning("digest %s waits for the keys service: %s", digest_id, exc)
             await digests.reschedule_digest(conn, digest_id, ctx.retry[0])
@@ -193,16 +191,34 @@ class _Send:
     the digest, send, mark them all sent."""
 
     def __init__(
-        self, ctx: NotifierContext, conn: asyncpg.Connection, digest_id: UUID, notices: list[ExpiryMessage]
+        self, ctx: NotifierContext, conn: asyncpg.Connection, row: asyncpg.Record, notices: list[ExpiryMessage]
     ) -> None:
-        self.ctx, self.conn, self.digest_id = ctx, conn, digest_id
+        self.ctx, self.conn = ctx, conn
+        self.digest_id: UUID = row["digest_id"]
+        self.tenant_id: UUID = row["tenant_id"]
+        self.live = notices
         self.notices = {(n.key_id, n.threshold_seconds): n for n in notices}
+        self.recipients: list[Recipient] | None = None
+
+    async def sync(self) -> list[str]:
+        """Aligns the deliveries with the directory when its answer changed (a cached one at most
+        RECIPIENTS_CACHE_TTL old), as a single notice's fan-out does before each e-mail; -> the recipients due."""
+        recipients = self.ctx.keys.cached_recipients(self.tenant_id)
+        if recipients is None:
+            recipients = await self.ctx.keys.recipients(self.tenant_id)
+        if recipients is self.recipients:
+            return [r.username for r in recipients]
+        self.recipients = recipients
+        return await _align(self.ctx, self.conn, self.digest_id, self.live, recipients)
 
     async def all(self, due: list[str]) -> None:
         async with self.ctx.mailer.session() as smtp:
             for index, username in enumerate(due):
                 if self.ctx.stopping.is_set():
                     return
+                # No longer an administrator: their deliveries were cancelled; a new one waits for the next pass.
+                if username not in await self.sync():
+                    continue
                 if not await self.one(smtp, username):
                     await digests.release_digest(
                         self.conn,

@@ -188,3 +188,26 @@ async def test_keys_expiring_together_give_one_digest_per_administrator_at_each_
     assert len(rows) == 10 * 5 * 2 and all(r["status"] == "sent" for r in rows)
     # A digest per threshold.
     assert len({r["digest_id"] for r in rows}) == 5
+
+
+async def test_an_administrator_removed_while_a_digest_goes_out_gets_none_and_their_deliveries_are_cancelled(
+    publish: Publisher, sink: Sink, make_tenant, make_key, nf_pool: asyncpg.Pool
+):
+    """The digest goes to the directory as it stands when each e-mail goes out (RECIPIENTS_CACHE_TTL=1s here),
+    as a single notice does."""
+    tenant = await make_tenant(admins=6)
+    leaving = max(tenant.admins)  # the digest goes to the administrators in the order of their usernames
+    addresses = {email_of(a) for a in tenant.admins}
+    keys = [await make_key(tenant, days=7) for _ in range(5)]
+    key_ids = [k["key_id"] for k in keys]
+    sink.handler.delay = 0.5
+    await publish.batch([expiring(k, 7) for k in keys])
+    await sink.wait_for(lambda: len(digests_to(sink, addresses, key_ids)) >= 1)
+    await nf_pool.execute("DELETE FROM keys.administrators WHERE username = $1", leaving)
+
+    await sink.wait_for(lambda: len(digests_to(sink, addresses, key_ids)) == 5)
+    await stays_true(lambda: len(digests_to(sink, addresses, key_ids)) == 5, for_seconds=1.5)
+    assert email_of(leaving) not in {m.rcpt_tos[0] for m in digests_to(sink, addresses, key_ids)}
+    rows = await ledger(nf_pool, key_ids)
+    assert {r["status"] for r in rows if r["recipient"] == leaving} == {"cancelled"}
+    assert {r["status"] for r in rows if r["recipient"] != leaving} == {"sent"}
