@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.fixtures.events import Publisher, expiring, key_fields, store_key
@@ -211,3 +212,42 @@ async def test_an_administrator_removed_while_a_digest_goes_out_gets_none_and_th
     rows = await ledger(nf_pool, key_ids)
     assert {r["status"] for r in rows if r["recipient"] == leaving} == {"cancelled"}
     assert {r["status"] for r in rows if r["recipient"] != leaving} == {"sent"}
+
+
+async def test_a_digest_refused_for_now_is_retried_whole_and_one_refused_for_good_is_failed_for_all_its_keys(
+    publish: Publisher, sink: Sink, make_tenant, make_key, nf_pool: asyncpg.Pool, notifier: Notifier
+):
+    tenant = await make_tenant(admins=3)
+    later, never, fine = (email_of(a) for a in tenant.admins)
+    addresses = {later, never, fine}
+    keys = [await make_key(tenant, days=7) for _ in range(4)]
+    key_ids = [k["key_id"] for k in keys]
+    sink.handler.refuse[later] = "451 4.3.0 Try again later"
+    sink.handler.refuse[never] = "550 5.1.1 No such user here"
+    await publish.batch([expiring(k, 7) for k in keys])
+
+    async def attempts_of(address: str) -> list[int]:
+        rows = await ledger(nf_pool, key_ids)
+        return [r["attempts"] for r in rows if email_of(r["recipient"]) == address]
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while sink.handler.rcpts.count(later) < 2:  # refused twice (NOTICE_RETRY_INITIAL=1s): retried as a whole
+        assert loop.time() < deadline
+        await asyncio.sleep(0.05)
+    sink.handler.refuse.pop(later)
+    await sink.wait_for(lambda: {m.rcpt_tos[0] for m in digests_to(sink, addresses, key_ids)} == {later, fine})
+    await stays_true(lambda: len(digests_to(sink, addresses, key_ids)) == 2, for_seconds=2.5)
+
+    rows = await ledger(nf_pool, key_ids)
+    by_address = {a: {(r["status"]) for r in rows if email_of(r["recipient"]) == a} for a in addresses}
+    assert by_address == {later: {"sent"}, never: {"failed"}, fine: {"sent"}}
+    # A digest's deliveries move together: the same attempts for all of one administrator's keys.
+    assert len(set(await attempts_of(later))) == 1 and (await attempts_of(later))[0] >= 3
+    assert await attempts_of(never) == [1] * 4 and await attempts_of(fine) == [1] * 4
+    assert sink.handler.rcpts.count(never) == 1
+    assert not singles(sink, key_ids)
+    async with httpx.AsyncClient(base_url=notifier.url) as client:
+        metrics = (await client.get("/metrics")).text
+    assert 'keyward_notifier_emails_failed_total{kind="permanent",threshold="digest"}' in metrics
+    assert "keyward_notifier_digests_sent_total" in metrics
