@@ -37,9 +37,14 @@ class Sender:
         # Notices leased ahead, up to `concurrency` of them, so that a slot set free starts the next one at
         # once rather than after a round trip to the database: (row, when leased).
         self._ready: deque[tuple[asyncpg.Record, float]] = deque()
+        # No digest is looked for before this time (monotonic): none was due at the last look. A digest is
+        # formed as notices are recorded (a poke) or falls due again after a retry's wait (the next poll), so
+        # the lease loop spares itself a round trip each turn.
+        self._digests_after = 0.0
 
     def poke(self) -> None:
-        """A notice was just recorded: look now rather than at the next poll."""
+        """A notice was just recorded (a digest perhaps formed): look now rather than at the next poll."""
+        self._digests_after = 0.0
         self._wake.set()
 
     async def stop(self, timeout: float) -> None:
@@ -74,7 +79,11 @@ class Sender:
                     try:
                         taken = [*busy, *(_name(r) for r, _ in self._ready)]
                         # Digests first: each is a whole tenant's worth of notices, already waiting as one.
-                        rows = await digests.lease_due_digests(self.ctx.pool, wanted, self.lease, taken)
+                        rows = []
+                        if time.monotonic() >= self._digests_after:
+                            rows = await digests.lease_due_digests(self.ctx.pool, wanted, self.lease, taken)
+                            if not rows:
+                                self._digests_after = time.monotonic() + self.poll_seconds
                         if len(rows) < wanted:
                             rows += await repository.lease_due_notices(
                                 self.ctx.pool, wanted - len(rows), self.lease, taken
