@@ -27,7 +27,7 @@ def test_one_fault_of_each_kind_breaks_no_guarantee(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     postmaster = main_postmaster()
     run = subprocess.run(
-        [sys.executable, "-m", "chaos", "--duration", "120", "--seed", str(SEED), "--out", str(results)],
+        [sys.executable, "-m", "chaos", "--duration", "105", "--seed", str(SEED), "--out", str(results)],
         cwd=ROOT,
         env=os.environ,
         capture_output=True,
