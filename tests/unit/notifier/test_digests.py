@@ -8,8 +8,11 @@ from email.message import EmailMessage
 from email.policy import default
 from uuid import UUID, uuid4
 
+from prometheus_client import REGISTRY
+
 from services.notifier.config import Settings
 from services.notifier.digests.service import DigestRule, digest_groups
+from services.notifier.metrics import create_label_sets
 from services.notifier.rendering import ExpiryMessage, Recipient, Renderer, digest_message_id
 
 T0 = datetime(2026, 7, 7, 9, 30, tzinfo=UTC)
@@ -127,3 +130,12 @@ def test_a_hostile_key_name_neither_adds_a_header_nor_a_tag_to_a_digest():
     assert message["Bcc"] is None
     html = message.get_body(("html",)).get_content()
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_the_digest_e_mail_counters_exist_at_zero_before_the_first_digest():
+    """So that the first refused digest raises KeywardNotifierPermanentFailures (increase() of a new series)."""
+    create_label_sets(())
+    for kind in ("permanent", "transient"):
+        labels = {"threshold": "digest", "kind": kind}
+        assert REGISTRY.get_sample_value("keyward_notifier_emails_failed_total", labels) is not None
+    assert REGISTRY.get_sample_value("keyward_notifier_emails_sent_total", {"threshold": "digest"}) is not None
