@@ -149,6 +149,17 @@ class Recipient:
     display_name: str
 
 
+def soonest_first(notices: Sequence[ExpiryMessage]) -> list[ExpiryMessage]:
+    return sorted(notices, key=lambda n: (n.expires_at, n.key_name))
+
+
+def notices_header(notices: Sequence[ExpiryMessage]) -> str:
+    """X-Keyward-Notices: each notice a digest carries, `key_id/threshold_seconds`, comma-separated in the body's
+    order, so that a filter (or the chaos run's sink) can tell which notices arrived. Folded at the commas when
+    written (a full digest's 500 are some 23,000 characters: lines of at most 78)."""
+    return ", ".join(f"{n.key_id}/{n.threshold_seconds}" for n in soonest_first(notices))
+
+
 class Renderer:
     def __init__(self, *, console_url: str, sender: str, override_dir: Path | None = None) -> None:
         # An override folder shadows the built-in templates file by file (brand.json alone rebrands).
@@ -234,7 +245,7 @@ class Renderer:
     def digest_context(self, notices: Sequence[ExpiryMessage], recipient: Recipient, now: datetime) -> dict[str, Any]:
         """One entry per notice as the single e-mail tells it (key, organization, expiry, successor, links),
         the soonest expiry first."""
-        entries = [self.context(n, recipient, now) for n in sorted(notices, key=lambda n: (n.expires_at, n.key_name))]
+        entries = [self.context(n, recipient, now) for n in soonest_first(notices)]
         tenants = {tuple(e["organization"]["path"][:1]) for e in entries}
         return {
             "recipient": entries[0]["recipient"],
@@ -256,9 +267,12 @@ class Renderer:
             text=self.env.get_template("digest.txt").render(values),
             html=self.env.get_template("digest.html").render(values),
         )
-        body = self._mime(
-            rendered, now, {"X-Keyward-Digest-Id": str(digest_id), "X-Keyward-Digest-Size": str(len(notices))}
-        )
+        headers = {
+            "X-Keyward-Digest-Id": str(digest_id),
+            "X-Keyward-Digest-Size": str(len(notices)),
+            "X-Keyward-Notices": notices_header(notices),
+        }
+        body = self._mime(rendered, now, headers)
         mid = digest_message_id(digest_id, recipient.username, self.domain)
         return to_header(recipient.email, recipient.display_name) + b"Message-ID: " + mid.encode() + b"\r\n" + body
 

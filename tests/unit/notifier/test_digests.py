@@ -139,3 +139,29 @@ def test_the_digest_e_mail_counters_exist_at_zero_before_the_first_digest():
         labels = {"threshold": "digest", "kind": kind}
         assert REGISTRY.get_sample_value("keyward_notifier_emails_failed_total", labels) is not None
     assert REGISTRY.get_sample_value("keyward_notifier_emails_sent_total", {"threshold": "digest"}) is not None
+
+
+def named_notices(message: EmailMessage) -> list[tuple[str, int]]:
+    """X-Keyward-Notices as a mail filter would read it: unfolded, comma-separated `key_id/threshold_seconds`."""
+    pairs = [p.strip().split("/") for p in str(message["X-Keyward-Notices"]).split(",")]
+    return [(k, int(t)) for k, t in pairs]
+
+
+def test_a_digest_names_each_notice_it_carries_in_a_header_soonest_first():
+    keys = [key("Lobby", 7.5), key("Front desk", 7), key("Back office", 7.2, threshold_seconds=14 * 86400)]
+    message = received(renderer().digest(DIGEST_ID, [*keys, key("Bar", 8)], BOB, now=T0))
+    soonest_first = sorted(keys, key=lambda k: k.expires_at)
+    assert named_notices(message)[:3] == [(str(k.key_id), k.threshold_seconds) for k in soonest_first]
+    assert named_notices(message)[1][1] == 14 * 86400
+    assert message["X-Keyward-Digest-Size"] == "4" and len(named_notices(message)) == 4
+
+
+def test_the_notices_header_of_a_full_digest_is_folded_into_valid_lines_and_reads_back_whole():
+    keys = [key(f"Key {n}", 7 + n / 1000, threshold_seconds=30 * 86400) for n in range(500)]
+    data = renderer().digest(DIGEST_ID, keys, BOB, now=T0)
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78  # RFC 5322: 78 advised, 998 at most
+    assert head.count(b"X-Keyward-Notices:") == 1
+    message = received(data)
+    assert named_notices(message) == [(str(k.key_id), 30 * 86400) for k in keys]
+    assert message["X-Keyward-Digest-Size"] == "500"
