@@ -17,7 +17,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from chaos.faults import Fault
-from chaos.stack import ADMINS, PARTITIONS, Stack
+from chaos.stack import ADMINS, PARTITIONS, Mail, SinkHandler, Stack
 from chaos.workload import History
 
 CREATED = "io.keyward.apikey.created.v1"
@@ -97,7 +97,7 @@ async def verdict(
     _events(v, history, events)
     _verifies(v, history, events)
     _reaping(v, stack, history, events, faults, workload_end, recovery, await _keys_left(stack))
-    _emails(v, stack, history, events, faults)
+    _emails(v, stack.sink, stack.thresholds, history, events, faults)
     _gateway(v, history)
     _memory(v, memory)
     return v
@@ -253,17 +253,36 @@ def _reaping(
     v.checks["reaped_within_bound"] = not late
 
 
-def _emails(v: Verdict, stack: Stack, history: History, events: list[Event], faults: list[Fault]) -> None:
-    deletion = _deletion(history, events)
-    received: dict[tuple[str, int, str], list[float]] = defaultdict(list)
-    for mail in stack.sink.received:
+@dataclass(frozen=True)
+class Copy:
+    """One notice's e-mail to one administrator: when the sink accepted it, and the digest it came in (None: on
+    its own)."""
+
+    at: float
+    digest: str | None
+
+
+def copies(mails: list[Mail]) -> dict[tuple[str, int, str], list[Copy]]:
+    """Each (key, threshold, administrator) the sink received, with every e-mail that carried it: a single e-mail
+    carries one, a digest every notice it names."""
+    received: dict[tuple[str, int, str], list[Copy]] = defaultdict(list)
+    for mail in mails:
         for rcpt in mail.recipients:
-            received[(mail.key_id, mail.threshold, rcpt.split("@")[0])].append(mail.at)
+            for key_id, threshold in mail.notices:
+                received[(key_id, threshold, rcpt.split("@")[0])].append(Copy(mail.at, mail.digest))
+    return received
+
+
+def _emails(
+    v: Verdict, sink: SinkHandler, thresholds: list[int], history: History, events: list[Event], faults: list[Fault]
+) -> None:
+    deletion = _deletion(history, events)
+    received = copies(sink.received)
     expected = missing = not_due = 0
     missing_list: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
     for key in history.keys.values():
-        for threshold in stack.thresholds:
+        for threshold in thresholds:
             crossing = key.expires_at - threshold
             gone = deletion.get(key.id)
             if gone and gone[2] == "manual" and gone[0] <= crossing + 2:
@@ -292,34 +311,51 @@ def _emails(v: Verdict, stack: Stack, history: History, events: list[Event], fau
                 else:
                     missing_list.append(entry)
                     missing += 1
-    repeats = [
-        {
+
+    def found(k: str, t: int, a: str, got: list[Copy]) -> dict[str, Any]:
+        times = [c.at for c in got]
+        return {
             "key_id": k,
             "threshold": t,
             "admin": a,
-            "copies": len(times),
+            "copies": len(got),
+            "as": [f"digest {c.digest}" if c.digest else "single" for c in got],
             "faults": overlapping(faults, min(times), max(times)),
         }
-        for (k, t, a), times in received.items()
-        if len(times) > 1
+
+    repeats = [found(k, t, a, got) for (k, t, a), got in received.items() if len(got) > 1]
+    # A notice goes out in one digest or on its own, never both (docs/notifier.md, "Digests").
+    mixed = [
+        found(k, t, a, got)
+        for (k, t, a), got in received.items()
+        if any(c.digest for c in got) and any(c.digest is None for c in got)
     ]
+    digests = [m for m in sink.received if m.digest]
     v.figures["emails"] = {
-        "received": sum(len(t) for t in received.values()),
+        "received": sum(len(m.recipients) for m in sink.received),
+        "singles": sum(len(m.recipients) for m in sink.received if not m.digest),
+        "digests": sum(len(m.recipients) for m in digests),
+        "distinct_digests": len({m.digest for m in digests}),
+        "notices_in_digests": sum(len(m.notices) * len(m.recipients) for m in digests),
+        "largest_digest": max((len(m.notices) for m in digests), default=0),
         "expected": expected,
         "missing": missing,
         "key_gone_within_allowance": len(dropped),
-        "repeated": sum(len(times) - 1 for times in received.values()),
+        "repeated": sum(len(got) - 1 for got in received.values()),
+        "mixed": len(mixed),
         "not_owed": not_due,
-        "refused_4xx": stack.sink.refused,
-        "unattributed": len(stack.sink.unattributed),
+        "refused_4xx": sink.refused,
+        "unattributed": len(sink.unattributed),
     }
-    v.findings["unattributed_emails"] = stack.sink.unattributed[:20]
-    v.checks["every_email_attributed"] = not stack.sink.unattributed
+    v.findings["unattributed_emails"] = sink.unattributed[:20]
+    v.checks["every_email_attributed"] = not sink.unattributed
     v.findings["missing_emails"] = missing_list[:50]
     v.findings["emails_dropped_key_gone"] = dropped[:50]
     v.findings["repeated_emails"] = repeats[:50]
+    v.findings["mixed_emails"] = mixed[:50]
     v.checks["no_email_missing"] = not missing_list
     v.checks["no_email_repeated"] = not repeats
+    v.checks["no_email_both_single_and_in_a_digest"] = not mixed
 
 
 def _gateway(v: Verdict, history: History) -> None:

@@ -41,6 +41,17 @@ def _faults(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _digests(emails: dict[str, Any]) -> str:
+    """The e-mails' split into single ones and digests (runs from before digests were on: nothing)."""
+    if "digests" not in emails:
+        return ""
+    return (
+        f" ({_n(emails['singles'])} single, {_n(emails['digests'])} digests: {_n(emails['distinct_digests'])} "
+        f"formed, carrying {_n(emails['notices_in_digests'])} notices, the largest {emails['largest_digest']}; "
+        f"{emails['mixed']} notices both single and in a digest)"
+    )
+
+
 def markdown(result: dict[str, Any]) -> str:
     fig, checks = result["figures"], result["checks"]
     events, verify, reaping, emails, gateway = (
@@ -85,8 +96,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{reaping['late']} late |",
         f"| e-mails | {_n(emails['expected'])} (key, threshold, administrator) checked: {emails['missing']} missing, "
         f"{emails['repeated']} repeated, {emails['key_gone_within_allowance']} not owed (the key gone within the "
-        f"allowance); {_n(emails['received'])} e-mails, {emails.get('unattributed', 0)} unattributed; "
-        f"{_n(emails['refused_4xx'])} refusals during the SMTP outages |",
+        f"allowance); {_n(emails['received'])} e-mails{_digests(emails)}, {emails.get('unattributed', 0)} "
+        f"unattributed; {_n(emails['refused_4xx'])} refusals during the SMTP outages |",
         f"| SMTP-to-ledger window | {window} |",
         f"| gateway | {_n(gateway['calls'])} calls: {statuses}; {gateway['5xx_not_503_retry_after']} other 5xx |",
         f"| memory | {memory.get('judged', '?')} processes judged, not judged: "

@@ -53,6 +53,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="notice thresholds, seconds before expiry (above the SMTP outage plus NOTICE_RETRY_MAX: 35 s)",
     )
     p.add_argument("--reaper-interval", type=int, default=2)
+    p.add_argument(
+        "--digest-min",
+        type=int,
+        default=2,
+        help="NOTICE_DIGEST_MIN: more than this many notices falling due together go out as one digest",
+    )
+    p.add_argument(
+        "--digest-window",
+        type=int,
+        default=5,
+        help="NOTICE_DIGEST_WINDOW in seconds (the notices of a watch pass, or of a backlog a fault held up)",
+    )
     p.add_argument("--ops-per-second", type=float, default=2.0)
     p.add_argument("--verifies-per-second", type=float, default=20.0)
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -196,7 +208,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     logs = HOME / "logs" / time.strftime("%Y%m%d-%H%M%S")
     started = time.time()
     async with running_stack(
-        key_lifetime=args.key_lifetime, thresholds=thresholds, reaper_interval=args.reaper_interval, logs=logs
+        key_lifetime=args.key_lifetime,
+        thresholds=thresholds,
+        reaper_interval=args.reaper_interval,
+        logs=logs,
+        digest_min=args.digest_min,
+        digest_window=args.digest_window,
     ) as stack:
         print(f"chaos: stack up in {time.time() - started:.0f}s (topic {stack.topic}, logs {logs})", flush=True)
         workload = Workload(
@@ -249,6 +266,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "key_lifetime_s": args.key_lifetime,
             "thresholds_s": thresholds,
             "reaper_interval_s": args.reaper_interval,
+            "notice_digest_min": args.digest_min,
+            "notice_digest_window_s": args.digest_window,
             "ops_per_second": args.ops_per_second,
             "verifies_per_second": args.verifies_per_second,
             "brokers": 3,
