@@ -217,7 +217,7 @@ async def bulk_delete(body: BulkDelete, admin: Admin, ctx: Ctx) -> Response:
     return _pass_through(upstream.content)
 
 
-@router.get("/keys/{key_id}", responses=error_responses(422, described={403: NOT_A_KEY_MANAGER, 404: NO_SUCH_KEY}))
+@router.get("/keys/{key_id:uuid}", responses=error_responses(422, described={403: NOT_A_KEY_MANAGER, 404: NO_SUCH_KEY}))
 async def get_key(key_id: UUID, admin: Discloser, ctx: Ctx) -> JSONResponse:
     """One key with the full key (the reveal is audited) and the expiry notices sent for it."""
     key_call = ctx.keys.json("GET", f"/v1/keys/{key_id}", admin.username)
@@ -232,7 +232,7 @@ async def get_key(key_id: UUID, admin: Discloser, ctx: Ctx) -> JSONResponse:
 
 
 @router.post(
-    "/keys/{key_id}/roll",
+    "/keys/{key_id:uuid}/roll",
     status_code=201,
     responses=error_responses(
         400, 413, 422, described={403: CHANGE_REFUSED, 404: NO_SUCH_KEY + ", or it has expired", 409: ALREADY_ROLLED}
@@ -248,7 +248,7 @@ async def roll_key(key_id: UUID, admin: Admin, ctx: Ctx, body: KeyRoll | None = 
 
 
 @router.patch(
-    "/keys/{key_id}",
+    "/keys/{key_id:uuid}",
     responses=error_responses(400, 413, 422, described={403: CHANGE_REFUSED, 404: NO_SUCH_KEY, 409: NAME_TAKEN}),
 )
 async def rename_key(key_id: UUID, body: KeyUpdate, admin: Admin, ctx: Ctx) -> Response:
@@ -259,7 +259,7 @@ async def rename_key(key_id: UUID, body: KeyUpdate, admin: Admin, ctx: Ctx) -> R
 
 
 @router.delete(
-    "/keys/{key_id}",
+    "/keys/{key_id:uuid}",
     status_code=204,
     responses=error_responses(422, described={403: CHANGE_REFUSED, 404: NO_SUCH_KEY}),
 )
