@@ -62,6 +62,11 @@ class ServiceSettings(BaseSettings):
         return self.keyward_env != "dev"
 
     @property
+    def secrets_in_use(self) -> tuple[str, ...]:
+        """The secret fields this process needs (and so must hold real values outside dev)."""
+        return self.secret_fields
+
+    @property
     def uses_kafka(self) -> bool:
         """Whether this process talks to the brokers (and so needs its principal); a service without Kafka says no."""
         return True
@@ -98,7 +103,7 @@ class ServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholders_outside_dev(self) -> "ServiceSettings":
         if self.production:
-            for name in self.secret_fields + (("kafka_password",) if self.uses_kafka else ()):
+            for name in self.secrets_in_use + (("kafka_password",) if self.uses_kafka else ()):
                 value = str(getattr(self, name, "") or "")
                 if not value or any(marker in value.lower() for marker in _PLACEHOLDER_MARKERS):
                     raise ValueError(f"{name.upper()} holds a development placeholder; set a real secret")

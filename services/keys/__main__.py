@@ -28,6 +28,10 @@ async def _import(settings: Settings, path: Path) -> None:
 
 
 async def _reencrypt(settings: Settings) -> None:
+    if settings.key_encryption_keys is None:
+        raise SystemExit(
+            "reencrypt needs KEY_ENCRYPTION_KEYS: run it with the keys service's settings, not SERVES=verify"
+        )
     pool = await create_pool(settings.database_url, max_size=2)
     try:
         moved = await rotate(

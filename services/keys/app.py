@@ -60,7 +60,11 @@ async def running(cfg: Settings, *, workers: bool) -> AsyncIterator[KeysContext]
             pool=pool,
             verify_pool=verify_pool or pool,
             service_tokens=ServiceTokens(parse_service_tokens(cfg.service_tokens)),
-            cipher=KeyCipher(parse_ring(cfg.key_encryption_keys, name="KEY_ENCRYPTION_KEYS", exact_bytes=32)),
+            sealer=(
+                KeyCipher(parse_ring(cfg.key_encryption_keys, name="KEY_ENCRYPTION_KEYS", exact_bytes=32))
+                if cfg.key_encryption_keys is not None
+                else None
+            ),
             digester=KeyDigester(parse_ring(cfg.key_hmac_secrets, name="KEY_HMAC_SECRETS")),
             exports=ExportSlots(cfg.exports_per_admin, cfg.exports_per_replica),
         )

@@ -4,7 +4,7 @@ the secrets that seal and find keys, and who may call."""
 from datetime import timedelta
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import NoDecode
 
 from shared.durations import Duration, DurationOrZero, Thresholds
@@ -58,11 +58,24 @@ class Settings(ServiceSettings):
     # Services (names in SERVICE_TOKENS) allowed to delete expired keys.
     reaper_services: Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_names)] = ("reaper",)
 
-    # Secrets: no defaults. Rings are comma-separated `id:base64` entries, the first one active.
+    # Secrets: no defaults. Rings are comma-separated `id:base64` entries, the first one active. A process that
+    # serves verify only (SERVES=verify) finds keys by their HMAC and never opens or seals one, nor takes an
+    # administrator's word: it needs neither ACTING_ADMIN_SECRET nor KEY_ENCRYPTION_KEYS (ADMIN_SECRETS), and
+    # deploy/k8s gives it neither.
     service_tokens: str
-    acting_admin_secret: str = Field(min_length=32)
+    acting_admin_secret: str | None = Field(default=None, min_length=32)
     key_hmac_secrets: str
-    key_encryption_keys: str
+    key_encryption_keys: str | None = Field(default=None, min_length=1)
+
+    ADMIN_SECRETS: ClassVar[tuple[str, ...]] = ("acting_admin_secret", "key_encryption_keys")
+
+    @model_validator(mode="after")
+    def _admin_secrets_where_administrators_are_served(self) -> "Settings":
+        if self.serves != "verify":
+            missing = [name.upper() for name in self.ADMIN_SECRETS if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"{', '.join(missing)} required unless SERVES=verify")
+        return self
 
     @property
     def verify_dsn(self) -> str:
@@ -82,3 +95,9 @@ class Settings(ServiceSettings):
         "key_hmac_secrets",
         "key_encryption_keys",
     )
+
+    @property
+    def secrets_in_use(self) -> tuple[str, ...]:
+        if self.serves == "verify":
+            return tuple(name for name in self.secret_fields if name not in self.ADMIN_SECRETS)
+        return self.secret_fields

@@ -23,12 +23,21 @@ class KeysContext:
     # Verify's own (VERIFY_DB_POOL_SIZE): administrators' calls and exports cannot take its connections.
     verify_pool: asyncpg.Pool
     service_tokens: ServiceTokens
-    cipher: KeyCipher
+    # None in a process that serves verify only (SERVES=verify): it is never given the key-encryption keys.
+    sealer: KeyCipher | None
     digester: KeyDigester
     exports: ExportSlots
     usage: UsageRecorder = field(default_factory=UsageRecorder)
     # Verify requests being answered: exports give way to them (services/keys/priority.py).
     verifying: VerifyInFlight = field(default_factory=VerifyInFlight)
+
+    @property
+    def cipher(self) -> KeyCipher:
+        """The ring that seals and opens full keys: the administrators' routes only, which a verify-only process
+        does not mount."""
+        if self.sealer is None:
+            raise RuntimeError("this process serves verify only (SERVES=verify) and holds no key-encryption keys")
+        return self.sealer
 
     @property
     def key_lifetime(self) -> timedelta:

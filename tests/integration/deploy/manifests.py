@@ -8,8 +8,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 Doc = dict[str, Any]
-# Every Deployment of ours: the four services, and the keys service's relay run apart.
-SERVICES = ("keys", "keys-relay", "notifier", "reaper", "gateway")
+# Every Deployment of ours: the four services, and the keys service's verify and relay run apart.
+SERVICES = ("keys", "keys-verify", "keys-relay", "notifier", "reaper", "gateway")
 # The service each workload runs (whose Settings it reads, whose Secret it may read): a Deployment its own, the
 # re-encryption CronJob the keys service's.
 WORKLOADS = {f"keyward-{s}": s for s in SERVICES} | {"keyward-reencrypt": "keys"}
@@ -18,10 +18,11 @@ PGBOUNCER = "keyward-pgbouncer"
 THIRD_PARTY = (PGBOUNCER,)
 # The Kafka cluster's CA, which operators copy from Strimzi's namespace: public, every Kafka client mounts it.
 KAFKA_CA_SECRET = "keyward-cluster-ca-cert"
-PORTS = {"gateway": 8080, "keys": 8081, "notifier": 8082, "reaper": 8083, "keys-relay": 8091}
+PORTS = {"gateway": 8080, "keys": 8081, "keys-verify": 8081, "notifier": 8082, "reaper": 8083, "keys-relay": 8091}
 # What each one runs: (package under services/, command, the variable that sets its port).
 COMMANDS = {s: (s, "serve", "PORT") for s in ("keys", "notifier", "reaper", "gateway")} | {
-    "keys-relay": ("keys", "relay", "RELAY_PORT")
+    "keys-verify": ("keys", "serve", "PORT"),
+    "keys-relay": ("keys", "relay", "RELAY_PORT"),
 }
 
 
@@ -94,12 +95,18 @@ def secret_names(docs: list[Doc]) -> dict[str, str]:
 def settings_class(service: str) -> Any:
     if service == "keys-relay":
         return importlib.import_module("services.keys.config").RelaySettings
+    if service == "keys-verify":  # the keys service with SERVES=verify
+        return importlib.import_module("services.keys.config").Settings
     return importlib.import_module(f"services.{service}.config").Settings
 
 
 def env_names(service: str) -> set[str]:
-    """The variables the service's Settings read."""
-    return {name.upper() for name in settings_class(service).model_fields if name != "secret_fields"}
+    """The variables the service's Settings read (verify's process: all but the administrators' secrets)."""
+    cls = settings_class(service)
+    names = {name.upper() for name in cls.model_fields if name != "secret_fields"}
+    if service == "keys-verify":
+        names -= {name.upper() for name in cls.ADMIN_SECRETS}
+    return names
 
 
 def settings_from(service: str, env: Mapping[str, str]) -> Any:

@@ -24,8 +24,8 @@ from tests.integration.deploy.manifests import (
 def test_the_deployment_gives_its_service_settings_it_accepts(rendered, overlay, service, monkeypatch):
     docs = rendered[overlay]
     env = resolve(docs, main_container(docs, service))
-    for name in env_names(service):
-        monkeypatch.delenv(name, raising=False)
+    for name in settings_class(service).model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = settings_class(service)()
@@ -33,7 +33,13 @@ def test_the_deployment_gives_its_service_settings_it_accepts(rendered, overlay,
     assert settings.http_host == "0.0.0.0", "a pod must listen beyond its loopback"
     assert settings.kafka_topic == "apikeys.lifecycle"
     if service == "keys":
+        assert settings.serves == "admin"
+        assert settings.key_encryption_keys is not None
         parse_ring(settings.key_encryption_keys, name="KEY_ENCRYPTION_KEYS", exact_bytes=32)
+        parse_ring(settings.key_hmac_secrets, name="KEY_HMAC_SECRETS")
+    if service == "keys-verify":
+        assert settings.serves == "verify"
+        assert settings.key_encryption_keys is None and settings.acting_admin_secret is None
         parse_ring(settings.key_hmac_secrets, name="KEY_HMAC_SECRETS")
     if service in ("notifier", "reaper", "gateway"):
         assert settings.keys_url == "http://keyward-keys:8081"

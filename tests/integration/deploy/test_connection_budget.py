@@ -69,11 +69,16 @@ def pool_connections(args: list[str], values: dict[str, str]) -> int:
     """What one process of `args` connects at most: its pools, and the relay's lock connection."""
     command = " ".join(args)
     if command == "services.keys serve":
-        relay = str(setting(values, KeysSettings, "run_relay")).lower() not in ("false", "0", "no", "off")
-        pools = int(setting(values, KeysSettings, "db_pool_size")) + int(
-            setting(values, KeysSettings, "verify_db_pool_size")
+        serves = setting(values, KeysSettings, "serves")
+        relay = serves != "verify" and str(setting(values, KeysSettings, "run_relay")).lower() not in (
+            "false",
+            "0",
+            "no",
+            "off",
         )
-        return pools + (1 if relay else 0)
+        admin = int(setting(values, KeysSettings, "db_pool_size")) if serves != "verify" else 0
+        verify = int(setting(values, KeysSettings, "verify_db_pool_size")) if serves != "admin" else 0
+        return admin + verify + (1 if relay else 0)
     if command == "services.keys relay":
         return int(setting(values, RelaySettings, "relay_db_pool_size")) + 1
     if command == "services.keys reencrypt":
@@ -213,18 +218,28 @@ def test_pgbouncers_clients_fit_and_exports_leave_verify_room(rendered, overlay)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_verify_has_pgbouncer_server_connections_of_its_own(rendered, overlay):
-    """Through PgBouncer, the keys service's verify pool goes to an entry that administrators' work never uses."""
+def test_verify_runs_on_pods_of_its_own_and_the_keys_service_without_it(rendered, overlay):
+    """keyward-keys-verify answers verify (SERVES=verify) on verify's pool only; keyward-keys everything else."""
     docs = rendered[overlay]
-    if not any(w.name == "keyward-keys" and w.route == "pgbouncer" for w in workloads(docs)):
+    for name, serves in (("keyward-keys-verify", "verify"), ("keyward-keys", "admin")):
+        (main,) = one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"]
+        values, _ = environment(docs, main)
+        assert values.get("SERVES") == serves, f"{overlay}: {name} SERVES={values.get('SERVES')}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_verify_has_pgbouncer_server_connections_of_its_own(rendered, overlay):
+    """Through PgBouncer, verify's pool goes to an entry that administrators' work never uses."""
+    docs = rendered[overlay]
+    if not any(w.name == "keyward-keys-verify" and w.route == "pgbouncer" for w in workloads(docs)):
         return
     bouncer = pgbouncer(docs)
     assert bouncer is not None
     assert bouncer.entries.get(VERIFY_ENTRY, 0) >= 1, f"{overlay}: no {VERIFY_ENTRY} entry in databases.ini"
-    (main,) = one(docs, "Deployment", "keyward-keys")["spec"]["template"]["spec"]["containers"]
+    (main,) = one(docs, "Deployment", "keyward-keys-verify")["spec"]["template"]["spec"]["containers"]
     _, secret_refs = environment(docs, main)
-    assert secret_refs.get("VERIFY_DATABASE_URL") == ("keyward-keys", "VERIFY_DATABASE_URL", False), (
-        f"{overlay}: the keys service's verify pool is not given its own address (VERIFY_DATABASE_URL)"
+    assert secret_refs.get("VERIFY_DATABASE_URL") == ("keyward-keys-verify", "VERIFY_DATABASE_URL", False), (
+        f"{overlay}: verify's pool is not given its own address (VERIFY_DATABASE_URL)"
     )
 
 

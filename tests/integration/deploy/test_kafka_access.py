@@ -302,6 +302,16 @@ WRONG: dict[str, tuple[Check, str, Callable[[list[Doc]], object]]] = {
             }
         ),
     ),
+    "verify's pods hold the key-encryption keys": (
+        secret_problems,
+        "keyward-keys-verify keys: KEY_ENCRYPTION_KEYS from KEY_ENCRYPTION_KEYS, which keys-verify's settings do not read",
+        lambda d: main_container(d, "keys-verify")["env"].append(
+            {
+                "name": "KEY_ENCRYPTION_KEYS",
+                "valueFrom": {"secretKeyRef": _ref(d, "keys-verify", "DATABASE_URL") | {"key": "KEY_ENCRYPTION_KEYS"}},
+            }
+        ),
+    ),
     "the reaper runs as the migrations' owner": (
         secret_problems,
         "reaper: DATABASE_URL from MIGRATIONS_DATABASE_URL, which reaper's settings do not read",

@@ -108,6 +108,7 @@ def test_each_service_has_its_deployment_service_budget_and_monitor(rendered, ov
     assert sorted(h["spec"]["scaleTargetRef"]["name"] for h in of_kind(docs, "HorizontalPodAutoscaler")) == [
         "keyward-gateway",
         "keyward-keys",
+        "keyward-keys-verify",
     ]
     for hpa in of_kind(docs, "HorizontalPodAutoscaler"):
         scaled = one(docs, "Deployment", hpa["spec"]["scaleTargetRef"]["name"])
@@ -147,8 +148,8 @@ def test_a_console_where_anyone_signs_in_as_anyone_is_not_published(rendered, ov
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_container_runs_as_non_root_on_a_read_only_root_without_capabilities(rendered, overlay):
     templates = list(pod_templates(rendered[overlay]))
-    # Four services, the keys relay and the re-encryption job; in production PgBouncer too.
-    assert len(templates) == (7 if overlay == "prod" else 6)
+    # Four services, the keys service's verify and relay, the re-encryption job; in production PgBouncer too.
+    assert len(templates) == (8 if overlay == "prod" else 7)
     for where, template in templates:
         pod = template["spec"]
         assert pod["automountServiceAccountToken"] is False, where

@@ -121,6 +121,7 @@ def test_each_service_is_reached_only_by_the_services_that_call_it(rendered, ove
     docs = rendered[overlay]
     callers = {
         "keys": {"gateway", "notifier", "reaper"},
+        "keys-verify": set(),
         "keys-relay": set(),
         "notifier": {"gateway"},
         "reaper": set(),
@@ -132,7 +133,9 @@ def test_each_service_is_reached_only_by_the_services_that_call_it(rendered, ove
                 continue
             ok = allowed(docs, overlay, service_pod(overlay, source), service_pod(overlay, target), PORTS[target])
             assert ok == (source in expected), f"{source} -> {target}"
-    assert allowed(docs, overlay, VERIFY_CALLER, service_pod(overlay, "keys"), 8081)
+    # Voice clients' services reach verify's pods, and not the administrators' keys service.
+    assert allowed(docs, overlay, VERIFY_CALLER, service_pod(overlay, "keys-verify"), 8081)
+    assert not allowed(docs, overlay, VERIFY_CALLER, service_pod(overlay, "keys"), 8081)
     assert not allowed(docs, overlay, VERIFY_CALLER, service_pod(overlay, "notifier"), 8082)
     for service in SERVICES:
         assert allowed(docs, overlay, PROMETHEUS, service_pod(overlay, service), PORTS[service]), service
@@ -145,7 +148,7 @@ def test_each_service_reaches_its_dependencies_and_nothing_else(rendered, overla
     smtp_port = int(config["SMTP_PORT"])
     smtp = pod(NAMESPACE[overlay], **{"app.kubernetes.io/name": "mailpit"}) if overlay == "dev" else PROD_SMTP
     database_peer = OUTSIDE if overlay == "dev" else PROD_DATABASE
-    database = {"keys", "keys-relay", "notifier", "reaper", "gateway"}
+    database = {"keys", "keys-verify", "keys-relay", "notifier", "reaper", "gateway"}
     provider = OUTSIDE if overlay == "dev" else PROD_OIDC
     # The keys service's API replicas (RUN_RELAY=false) leave Kafka to the relay.
     kafka_clients = {"keys-relay", "notifier", "reaper", "gateway"}
@@ -178,7 +181,7 @@ def test_each_service_reaches_its_dependencies_and_nothing_else(rendered, overla
 
 def test_production_reaches_postgresql_and_smtp_at_their_addresses_only(rendered):
     docs = rendered["prod"]
-    for service in ("keys", "keys-relay", "notifier", "reaper", "gateway"):
+    for service in ("keys", "keys-verify", "keys-relay", "notifier", "reaper", "gateway"):
         me = service_pod("prod", service)
         assert allowed(docs, "prod", me, PROD_DATABASE, 5432), service
         assert not allowed(docs, "prod", me, OUTSIDE, 5432), f"{service} reaches any address on 5432"
@@ -198,12 +201,13 @@ def test_the_evaluator_denies_what_no_policy_allows(rendered):
 
 
 def test_pgbouncer_is_reached_by_the_pools_that_go_through_it_and_reaches_postgresql_only(rendered):
-    """Production's pools go through PgBouncer (deploy/k8s/pgbouncer): the keys service, notifier, reaper, gateway
-    and the re-encryption job reach it; the relay, whose lock and LISTEN need a session, does not need to."""
+    """Production's pools go through PgBouncer (deploy/k8s/pgbouncer): the keys service and its verify pods,
+    notifier, reaper, gateway and the re-encryption job reach it; the relay, whose lock and LISTEN need a session,
+    does not need to."""
     docs = rendered["prod"]
     bouncer = Peer("keyward", {"app.kubernetes.io/name": PGBOUNCER, "app.kubernetes.io/part-of": "keyward"})
     bouncer.namespace_labels["kubernetes.io/metadata.name"] = "keyward"
-    through = {"keys", "notifier", "reaper", "gateway"}
+    through = {"keys", "keys-verify", "notifier", "reaper", "gateway"}
     for service in SERVICES:
         assert allowed(docs, "prod", service_pod("prod", service), bouncer, 6432) == (service in through), service
     reencrypt = Peer("keyward", {"app.kubernetes.io/name": "keyward-reencrypt", "app.kubernetes.io/part-of": "keyward"})

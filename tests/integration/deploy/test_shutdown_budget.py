@@ -42,7 +42,8 @@ def drain_seconds(service: str) -> float:
 def lifespan_stop_seconds(service: str) -> float:
     if service == "keys-relay":
         return code_bound("services.keys.app", "RELAY_SHUTDOWN_SECONDS")
-    return code_bound(f"services.{service}.app", "SHUTDOWN_SECONDS")
+    package = "keys" if service == "keys-verify" else service
+    return code_bound(f"services.{package}.app", "SHUTDOWN_SECONDS")
 
 
 def pre_stop_seconds(docs: list[dict], service: str) -> float:

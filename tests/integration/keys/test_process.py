@@ -81,10 +81,15 @@ async def test_the_notifier_reads_an_organizations_path_from_the_root(http, sett
 
 
 async def test_a_verify_process_answers_verify_only_and_an_admin_process_everything_else(settings, tenant):
-    """SERVES=verify: verify on a process (and event loop) of its own; SERVES=admin: the rest, without verify."""
+    """SERVES=verify: verify on a process (and event loop) of its own, holding neither the key-encryption keys
+    nor the gateway's claim secret; SERVES=admin: the rest, without verify."""
     env = service_env(settings) | {"RUN_RELAY": "false", "KEYS_KAFKA_PASSWORD": ""}
     voice = {"Authorization": f"Bearer {parse_service_tokens(settings.service_tokens)['voice']}"}
-    verifier = await ServiceProcess("keys", env | {"SERVES": "verify", "RUN_RELAY": "true"}).start()
+    verifier = await ServiceProcess(
+        "keys",
+        env | {"SERVES": "verify", "RUN_RELAY": "true"},
+        without=("KEY_ENCRYPTION_KEYS", "ACTING_ADMIN_SECRET"),
+    ).start()
     admin = await ServiceProcess("keys", env | {"SERVES": "admin"}).start()
     try:
         async with httpx.AsyncClient(base_url=admin.url) as http:

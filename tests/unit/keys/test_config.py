@@ -36,3 +36,25 @@ def test_development_secrets_are_refused_in_production(monkeypatch):
     monkeypatch.setenv("KEYWARD_ENV", "prod")
     with pytest.raises(ValidationError, match="placeholder"):
         Settings()  # type: ignore[call-arg]
+
+
+def test_a_verify_only_process_needs_no_administrators_secrets_and_every_other_process_does(monkeypatch):
+    """SERVES=verify finds keys by their HMAC: deploy/k8s gives it neither the encryption keys nor the gateway's
+    claim secret. Every other process refuses to start without them."""
+    monkeypatch.delenv("KEY_ENCRYPTION_KEYS")
+    monkeypatch.delenv("ACTING_ADMIN_SECRET")
+    monkeypatch.setenv("SERVES", "verify")
+    assert Settings().key_encryption_keys is None  # type: ignore[call-arg]
+    for serves in ("all", "admin"):
+        monkeypatch.setenv("SERVES", serves)
+        with pytest.raises(ValidationError, match="ACTING_ADMIN_SECRET, KEY_ENCRYPTION_KEYS required unless"):
+            Settings()  # type: ignore[call-arg]
+
+
+def test_a_verify_only_process_outside_dev_still_refuses_placeholders_of_what_it_uses(monkeypatch):
+    monkeypatch.setenv("KEYWARD_ENV", "prod")
+    monkeypatch.delenv("KEY_ENCRYPTION_KEYS")
+    monkeypatch.delenv("ACTING_ADMIN_SECRET")
+    monkeypatch.setenv("SERVES", "verify")
+    with pytest.raises(ValidationError, match="SERVICE_TOKENS holds a development placeholder"):
+        Settings()  # type: ignore[call-arg]
