@@ -1,7 +1,7 @@
 """The chaos run's small variant (issue 20): the 3-broker cluster, two replicas of every service, one fault of each
 kind on a fixed seed (two of them overlapping others: every replica's path to broker 3 cut while the leading broker
-is killed, a keys replica killed while PostgreSQL restarts; and a gateway's Kafka slowed down), and every guarantee
-checked (chaos/checker.py). About four minutes; `make chaos` is the
+is killed, a keys replica killed while PostgreSQL restarts; and a gateway's Kafka slowed down), with digests on, and
+every guarantee checked (chaos/checker.py). About four minutes; `make chaos` is the
 long one. The run's results.json is kept beside the test's temporary files, and its verdict shown on failure."""
 
 import json
