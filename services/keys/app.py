@@ -18,6 +18,7 @@ from services.keys.crypto import KeyCipher, KeyDigester, parse_ring
 from services.keys.directory.endpoints import router as directory_router
 from services.keys.endpoints import router as keys_router
 from services.keys.export import ExportSlots
+from services.keys.lookups import DigestLookups
 from services.keys.outbox.relay import OutboxRelay
 from services.keys.verify import PATH as VERIFY_PATH
 from services.keys.verify import VerifyFastPath
@@ -67,7 +68,9 @@ async def running(cfg: Settings, *, workers: bool) -> AsyncIterator[KeysContext]
             ),
             digester=KeyDigester(parse_ring(cfg.key_hmac_secrets, name="KEY_HMAC_SECRETS")),
             exports=ExportSlots(cfg.exports_per_admin, cfg.exports_per_replica),
+            lookups=DigestLookups(verify_pool or pool, cfg.verify_batch_max),
         )
+        stack.push_async_callback(ctx.lookups.close)
         # A relay of its own process publishes the outbox where RUN_RELAY=false.
         if workers and cfg.relays:
             relay = outbox_relay(pool, cfg)

@@ -48,6 +48,8 @@ class Settings(ServiceSettings):
     verify_database_url: str | None = Field(default=None, min_length=1)
     # 8: with 4, most of a burst's requests queued for a connection (docs/benchmarks.md, figures behind the code).
     verify_db_pool_size: int = Field(default=8, ge=1)
+    # The most verify requests that share one statement (services/keys/lookups.py); 1: a statement each.
+    verify_batch_max: int = Field(default=64, ge=1, le=1000)
     # Exports streaming at once, per administrator and per replica (beyond: 429 with Retry-After); each holds a
     # connection of DB_POOL_SIZE and a repeatable-read transaction until its end.
     exports_per_admin: int = Field(default=2, ge=1)

@@ -8,6 +8,7 @@ import asyncpg
 from services.keys.config import RelaySettings, Settings
 from services.keys.crypto import KeyCipher, KeyDigester
 from services.keys.export import ExportSlots
+from services.keys.lookups import DigestLookups
 from services.keys.priority import VerifyInFlight
 from services.keys.usage import UsageRecorder
 from shared.app import database_check, kafka_check
@@ -27,6 +28,8 @@ class KeysContext:
     sealer: KeyCipher | None
     digester: KeyDigester
     exports: ExportSlots
+    # Verify's lookups on verify_pool, the requests of one turn of the loop in one statement.
+    lookups: DigestLookups
     usage: UsageRecorder = field(default_factory=UsageRecorder)
     # Verify requests being answered: exports give way to them (services/keys/priority.py).
     verifying: VerifyInFlight = field(default_factory=VerifyInFlight)

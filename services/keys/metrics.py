@@ -5,6 +5,11 @@ from prometheus_client import Counter, Gauge, Histogram
 KEYS_CREATED = Counter("keyward_keys_created_total", "API keys created")
 KEYS_DELETED = Counter("keyward_keys_deleted_total", "API keys deleted", ["reason"])
 VERIFY_OUTCOMES = Counter("keyward_verify_total", "Key verifications by outcome", ["outcome"])
+VERIFY_LOOKUP_BATCH = Histogram(
+    "keyward_verify_lookup_batch_size",
+    "Verify requests answered by one statement (VERIFY_BATCH_MAX at most; 1 when verify is quiet)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+)
 KEYS_STORED = Gauge(
     "keyward_keys_stored", "API keys in the database (an expired key counts until the reaper deletes it)"
 )

@@ -230,6 +230,14 @@ async def find_by_digest(pool: asyncpg.Pool, digests: list[bytes]) -> asyncpg.Re
     )
 
 
+async def find_by_digests(pool: asyncpg.Pool, digests: list[bytes]) -> list[asyncpg.Record]:
+    """The rows of several verify requests at once (services/keys/lookups.py), each with its digest."""
+    return await pool.fetch(
+        "SELECT digest, id, organization_id, tenant_id, expires_at FROM keys.api_keys WHERE digest = ANY($1::bytea[])",
+        digests,
+    )
+
+
 async def record_usage(pool: asyncpg.Pool, ids: list[UUID], times: list[datetime]) -> None:
     await pool.execute(
         """

@@ -250,7 +250,7 @@ async def verify(ctx: KeysContext, key: str) -> bytes:
     verifying = ctx.verifying
     verifying.enter()
     try:
-        row = await repository.find_by_digest(ctx.verify_pool, ctx.digester.candidates(key))
+        row = await ctx.lookups.find(ctx.digester.candidates(key))
     finally:
         verifying.leave()
     if row is None:

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import random
 
 import pytest
 from prometheus_client import REGISTRY
@@ -85,6 +86,31 @@ async def test_use_is_recorded_in_batches_not_per_call(verify, as_admin, tenant:
     assert used is not None, "last_used_at was never written"
     listed = (await as_admin(tenant.admins[0]).get(f"/v1/keys/{created['id']}")).json()
     assert listed["last_used_at"] is not None
+
+
+async def test_verifies_at_once_share_statements_and_each_gets_its_own_answer(verify, as_admin, tenant: Tenant, pool):
+    """Coalesced lookups (VERIFY_BATCH_MAX): 240 verifies at once, of live, expired, deleted and unknown keys,
+    answered by far fewer statements than requests, each request with its own key's answer."""
+    admin = as_admin(tenant.admins[0])
+    live = [await create_key(admin, tenant.orgs["org-1"]) for _ in range(5)]
+    expired, deleted = await create_key(admin, tenant.id), await create_key(admin, tenant.id)
+    await pool.execute(
+        "UPDATE keys.api_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 second' "
+        "WHERE id = $1",
+        expired["id"],
+    )
+    await admin.delete(f"/v1/keys/{deleted['id']}")
+    expected = {k["key"]: k["id"] for k in live} | {expired["key"]: None, deleted["key"]: None}
+    expected |= {keyformat.generate(): None for _ in range(3)}
+    asked = list(expected) * 24
+    random.shuffle(asked)
+    before = REGISTRY.get_sample_value("keyward_verify_lookup_batch_size_count") or 0.0
+    answers = await asyncio.gather(*(verify(key) for key in asked))
+    statements = (REGISTRY.get_sample_value("keyward_verify_lookup_batch_size_count") or 0.0) - before
+    for key, answer in zip(asked, answers, strict=True):
+        assert answer.status_code == 200
+        assert answer.json().get("key_id") == expected[key], key[:8]
+    assert 1 <= statements <= len(asked) / 4, f"{statements:.0f} statements for {len(asked)} verifies"
 
 
 def _post(http, voice_token, content: bytes, content_type: str | None = "application/json"):
