@@ -1,11 +1,12 @@
 """Scenario 6: keys all expiring in the same second, gone within 60 s, and verify's p99 meanwhile.
 
-The keys are COPYed to expire one second after an instant T a little ahead; the keys service and the
-reaper (defaults: REAPER_INTERVAL 60 s, REAPER_SPREAD 45 s, batches of 1000, 2 callers; quick mode spreads
-over 10 s) start after the load, so the reaper's
-first pass learns T from expiry-status, as it would have from the keys' `created` events. `bench.pacer`
-verifies keys at a steady rate in its own process: before T (idle), then from T until the keys are gone,
-their `deleted` events relayed and consumed by the reaper and the notifier (which runs too, as in a
+The keys are COPYed to expire one second after an instant T a little ahead. The keys service runs as
+deploy/k8s runs it: the administrators' and services' process (SERVES=admin, which the reaper calls), verify on
+a process of its own (SERVES=verify) and the relay apart. It and the reaper (defaults: REAPER_INTERVAL 60 s,
+REAPER_SPREAD 45 s, batches of 1000, 2 callers; quick mode spreads over 10 s) start after the load, so the
+reaper's first pass learns T from expiry-status, as it would have from the keys' `created` events.
+`bench.pacer` verifies keys at a steady rate in its own process: before T (idle), then from T until the keys
+are gone, their `deleted` events relayed and consumed by the reaper and the notifier (which runs too, as in a
 deployment); the two p99s are compared.
 """
 
@@ -108,8 +109,9 @@ async def run(b: Bench) -> list[Result]:
     try:
         await conn.execute("ANALYZE keys.api_keys")
         env = b.service_env(KAFKA_TOPIC=topic)
-        api, relay = b.keys_api_and_relay(KAFKA_TOPIC=topic)
-        async with running(relay), running(api) as keys:
+        api, relay = b.keys_api_and_relay(KAFKA_TOPIC=topic, SERVES="admin")
+        verifier = b.keys_process(KAFKA_TOPIC=topic, SERVES="verify")
+        async with running(relay), running(api) as keys, running(verifier) as verify:
             spread = {"REAPER_SPREAD": b.sizes.reaper_spread} if b.sizes.reaper_spread else {}
             reaper = Process.service(
                 "reaper",
@@ -132,14 +134,21 @@ async def run(b: Bench) -> list[Result]:
                 left = (first - datetime.now(UTC)).total_seconds()
                 if left < 2:
                     raise RuntimeError(f"the load took too long: the keys expire {left:.1f} s from now")
-                idle = await _report(await _pacer(keys.url, keys_file, min(probe, left - 1)))
+                idle = await _report(await _pacer(verify.url, keys_file, min(probe, left - 1)))
                 await asyncio.sleep(max(0.0, (first - datetime.now(UTC)).total_seconds()))
                 # Kept with the logs: each verify's due time and latency, to line up with the services' logs.
                 LOGS.mkdir(exist_ok=True)
                 samples = LOGS / "reaper-verify-samples.txt"
-                during_pacer = await _pacer(keys.url, keys_file, 300, samples)
-                cpu = CpuMeter(keys=[keys.pid], relay=[relay.pid], reaper=[reaper.pid], notifier=[notifier.pid]).start()
+                during_pacer = await _pacer(verify.url, keys_file, 300, samples)
+                cpu = CpuMeter(
+                    verify=[verify.pid],
+                    keys=[keys.pid],
+                    relay=[relay.pid],
+                    reaper=[reaper.pid],
+                    notifier=[notifier.pid],
+                ).start()
                 async with (
+                    profiled(verify.pid, "reaper-verify"),
                     profiled(keys.pid, "reaper-keys"),
                     profiled(relay.pid, "reaper-relay"),
                     profiled(reaper.pid, "reaper-reaper"),
@@ -196,7 +205,8 @@ async def run(b: Bench) -> list[Result]:
             headline=f"{count:,} gone in {seconds:.1f} s; verify p99 {during['p99_ms']:.0f} ms",
             base_headline=f"verify p99 {idle['p99_ms']:.1f} ms idle",
             notes=[
-                f"verify at a steady {VERIFY_RATE}/s (open loop, latency from when each request was due); "
+                f"verify at a steady {VERIFY_RATE}/s (open loop, latency from when each request was due) on a process "
+                "serving verify only (SERVES=verify), the reaper's calls on the administrators' (SERVES=admin); "
                 "'during' runs from the expiry until the deleted events are relayed and consumed by the reaper and "
                 "the notifier, plus 1 s"
             ],
