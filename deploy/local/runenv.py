@@ -67,6 +67,10 @@ def service_environment(service: str, environ: Mapping[str, str]) -> dict[str, s
                 env["VERIFY_DATABASE_URL"] = via_pgbouncer(
                     direct, environ.get("KEYWARD_PGBOUNCER_VERIFY_PORT", "56433")
                 )
+    if service == "keys" and environ.get("SERVES") == "verify":
+        # As deploy/k8s runs it: a verify-only process is not given what it never uses.
+        for name in ("ACTING_ADMIN_SECRET", "KEY_ENCRYPTION_KEYS"):
+            env.pop(name, None)
     own_kafka = environ.get(f"{account.upper()}_KAFKA_PASSWORD")
     if own_kafka:
         env["KAFKA_USERNAME"], env["KAFKA_PASSWORD"] = account, own_kafka

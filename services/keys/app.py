@@ -70,7 +70,6 @@ async def running(cfg: Settings, *, workers: bool) -> AsyncIterator[KeysContext]
             exports=ExportSlots(cfg.exports_per_admin, cfg.exports_per_replica),
             lookups=DigestLookups(verify_pool or pool, cfg.verify_batch_max),
         )
-        stack.push_async_callback(ctx.lookups.close)
         # A relay of its own process publishes the outbox where RUN_RELAY=false.
         if workers and cfg.relays:
             relay = outbox_relay(pool, cfg)
@@ -79,6 +78,8 @@ async def running(cfg: Settings, *, workers: bool) -> AsyncIterator[KeysContext]
             relay = None
         record_usage = functools.partial(repository.record_usage, pool)
         stack.push_async_callback(_flush_quietly, ctx, record_usage)
+        # Before the last usage flush (callbacks run last first): the answers still in flight record their use.
+        stack.push_async_callback(ctx.lookups.close)
         tasks = [
             asyncio.create_task(ctx.usage.run(record_usage, cfg.usage_flush_interval.total_seconds()), name="usage")
         ]

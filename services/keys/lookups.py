@@ -33,6 +33,7 @@ class DigestLookups:
     async def find(self, digests: Sequence[bytes]) -> asyncpg.Record | None:
         """The live or expired row of the key whose digest is among `digests`, else None."""
         if self._max <= 1:
+            VERIFY_LOOKUP_BATCH.observe(1)
             return await repository.find_by_digest(self._pool, list(digests))
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[asyncpg.Record | None] = loop.create_future()
@@ -57,29 +58,29 @@ class DigestLookups:
         VERIFY_LOOKUP_BATCH.observe(len(batch))
         try:
             if len(batch) == 1:
-                digests, answer = batch[0]
-                row = await repository.find_by_digest(self._pool, list(digests))
-                if not answer.done():
-                    answer.set_result(row)
-                return
-            rows = await repository.find_by_digests(self._pool, list({d for ds, _ in batch for d in ds}))
-        except BaseException as exc:  # the statement's failure (or its cancellation) is every request's
-            for _, answer in batch:
-                if answer.done():
-                    continue
-                if isinstance(exc, Exception):
-                    answer.set_exception(exc)
-                else:
-                    answer.cancel()
-            if not isinstance(exc, Exception):
-                raise
-            return
-        found = {bytes(r["digest"]): r for r in rows}
-        for digests, answer in batch:
-            if not answer.done():  # its request may have gone (a client that hung up)
-                answer.set_result(next((found[d] for d in digests if d in found), None))
+                rows = [await repository.find_by_digest(self._pool, list(batch[0][0]))]
+            else:
+                rows = await repository.find_by_digests(self._pool, list({d for ds, _ in batch for d in ds}))
+            found = {bytes(r["digest"]): r for r in rows if r is not None}
+            for digests, answer in batch:
+                if not answer.done():  # its request may have gone (a client that hung up)
+                    answer.set_result(next((found[d] for d in digests if d in found), None))
+        except Exception as exc:  # the statement's failure is every waiting request's (a 503 for the unavailable)
+            _fail(batch, exc)
+        finally:
+            # Cancelled (the service stopping) or anything else: no request is left waiting without an end. A
+            # request nobody cancelled gets an unavailable dependency (503), not a cancellation of its own.
+            _fail(batch, ConnectionError("verify's lookup was stopped"))
 
     async def close(self) -> None:
-        """Waits for the statements in flight (their requests are still being answered)."""
+        """Sends what waits for the next turn and waits for the statements in flight (their requests are still
+        being answered)."""
+        self._flush()
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+
+
+def _fail(batch: list[_Waiting], exc: Exception) -> None:
+    for _, answer in batch:
+        if not answer.done():
+            answer.set_exception(exc)

@@ -223,10 +223,12 @@ async def export_rows(
 async def find_by_digest(pool: asyncpg.Pool, digests: list[bytes]) -> asyncpg.Record | None:
     if len(digests) == 1:
         return await pool.fetchrow(
-            "SELECT id, organization_id, tenant_id, expires_at FROM keys.api_keys WHERE digest = $1", digests[0]
+            "SELECT digest, id, organization_id, tenant_id, expires_at FROM keys.api_keys WHERE digest = $1",
+            digests[0],
         )
     return await pool.fetchrow(
-        "SELECT id, organization_id, tenant_id, expires_at FROM keys.api_keys WHERE digest = ANY($1::bytea[])", digests
+        "SELECT digest, id, organization_id, tenant_id, expires_at FROM keys.api_keys WHERE digest = ANY($1::bytea[])",
+        digests,
     )
 
 

@@ -85,11 +85,8 @@ async def test_a_verify_process_answers_verify_only_and_an_admin_process_everyth
     nor the gateway's claim secret; SERVES=admin: the rest, without verify."""
     env = service_env(settings) | {"RUN_RELAY": "false", "KEYS_KAFKA_PASSWORD": ""}
     voice = {"Authorization": f"Bearer {parse_service_tokens(settings.service_tokens)['voice']}"}
-    verifier = await ServiceProcess(
-        "keys",
-        env | {"SERVES": "verify", "RUN_RELAY": "true"},
-        without=("KEY_ENCRYPTION_KEYS", "ACTING_ADMIN_SECRET"),
-    ).start()
+    verifier = await ServiceProcess("keys", env | {"SERVES": "verify", "RUN_RELAY": "true"}).start()
+    assert not {"KEY_ENCRYPTION_KEYS", "ACTING_ADMIN_SECRET"} & set(verifier.env), "deploy/local/runenv.py"
     admin = await ServiceProcess("keys", env | {"SERVES": "admin"}).start()
     try:
         async with httpx.AsyncClient(base_url=admin.url) as http:

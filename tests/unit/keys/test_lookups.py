@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from services.keys import lookups, repository
+from services.keys import repository
 from services.keys.lookups import DigestLookups
 
 
@@ -68,15 +68,31 @@ async def test_a_request_that_goes_away_leaves_the_others_answered(statements):
     staying = asyncio.ensure_future(finder.find([b"b"]))
     await asyncio.sleep(0)
     leaving.cancel()
-    assert (await staying)["id"] == "key-b"  # type: ignore[index]
+    assert (await asyncio.wait_for(staying, 1))["id"] == "key-b"  # type: ignore[index]
+    assert leaving.cancelled()
     await finder.close()
+
+
+async def test_a_lookup_stopped_with_the_service_fails_its_requests_as_unavailable(statements):
+    """Cancelled (the service stopping): every request waiting on it ends, with a 503's error, not a hang."""
+    finder = DigestLookups(pool=None, max_batch=64)  # type: ignore[arg-type]
+    waiting = [asyncio.ensure_future(finder.find([b"a"])) for _ in range(3)]
+    await asyncio.sleep(0.001)  # the statement is under way
+    for task in list(finder._running):
+        task.cancel()
+    answers = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 1)
+    assert all(isinstance(a, ConnectionError) for a in answers), answers
+
+
+async def test_close_sends_what_waits_for_the_next_turn(statements):
+    finder = DigestLookups(pool=None, max_batch=64)  # type: ignore[arg-type]
+    waiting = asyncio.ensure_future(finder.find([b"a"]))
+    await asyncio.sleep(0)
+    await finder.close()
+    assert waiting.done() and waiting.result()["id"] == "key-a"
 
 
 async def test_a_batch_of_one_uses_a_statement_each(statements):
     finder = DigestLookups(pool=None, max_batch=1)  # type: ignore[arg-type]
     await asyncio.gather(*(finder.find([b"a"]) for _ in range(4)))
     assert len(statements.calls) == 4
-
-
-def test_the_module_documents_its_setting():
-    assert "VERIFY_BATCH_MAX" in (lookups.__doc__ or "")
