@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import logging
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -134,7 +135,41 @@ def _runtime_grants(service: str) -> str:
     GRANT USAGE ON SCHEMA {schema} TO {role};
     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
     GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+    GRANT SELECT ON public.schema_migrations TO {role};
     """
+
+
+async def wait_for_migrations(dsn: str, service: str, folder: Path, timeout: float, poll: float = 2.0) -> None:
+    """Returns once every numbered .sql file of `folder` is recorded as applied for `service`, unchanged: for a
+    process that must not start before its schema is at its version but may not migrate it (keyward-keys-verify,
+    whose login is the service's own, not the schema owner's). TimeoutError after `timeout` seconds."""
+    files = sorted(p for p in folder.glob("*.sql") if p.name[:4].isdigit())
+    wanted = {p.name: hashlib.sha256(p.read_text().encode()).hexdigest() for p in files}
+    deadline = time.monotonic() + timeout
+    plain, options = pgbouncer_options(dsn)
+    while True:
+        conn = await asyncpg.connect(plain, **options)
+        try:
+            rows = await conn.fetch("SELECT name, checksum FROM public.schema_migrations WHERE service = $1", service)
+        except (asyncpg.exceptions.UndefinedTableError, asyncpg.exceptions.InsufficientPrivilegeError) as exc:
+            # No migration yet, or one under way: the runner grants the service's role its read at the end.
+            rows, unreadable = [], isinstance(exc, asyncpg.exceptions.InsufficientPrivilegeError)
+        else:
+            unreadable = False
+        finally:
+            await conn.close()
+        done = {r["name"]: r["checksum"] for r in rows}
+        changed = [name for name, checksum in wanted.items() if name in done and done[name] != checksum]
+        if changed:
+            raise RuntimeError(f"migration {service}/{changed[0]} differs from the one applied")
+        missing = [name for name in wanted if name not in done]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            hint = " (this login may not read public.schema_migrations)" if unreadable else ""
+            raise TimeoutError(f"{service}: {', '.join(missing)} not applied after {timeout:.0f} s{hint}")
+        log.info("waiting for %s's migrations: %s", service, ", ".join(missing))
+        await asyncio.sleep(poll)
 
 
 async def migrate(dsn: str, service: str, folder: Path) -> list[str]:

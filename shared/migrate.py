@@ -1,4 +1,9 @@
-"""`python -m shared.migrate [service ...]`: applies every service's migrations (all when none named)."""
+"""`python -m shared.migrate [service ...]`: applies every service's migrations (all when none named).
+
+`python -m shared.migrate --wait service ...` applies nothing: it waits (up to MIGRATION_WAIT_SECONDS, 600) until
+the named services' migrations are all applied, as a login that may only read which are (an init container of a
+Deployment that must not start before its schema is at its version, and is not given the schema owner's login).
+"""
 
 import asyncio
 import os
@@ -11,7 +16,7 @@ from uuid import uuid4
 
 import asyncpg
 
-from shared.db import migrate
+from shared.db import migrate, wait_for_migrations
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 DEFAULT_DSN = "postgresql://keyward:keyward@127.0.0.1:55432/keyward"
@@ -59,5 +64,15 @@ async def migrate_all(dsn: str, names: list[str]) -> None:
         print(f"{service}: {len(applied)} migration(s) applied" + (f" ({', '.join(applied)})" if applied else ""))
 
 
+async def wait_all(dsn: str, names: list[str], timeout: float) -> None:
+    for service, folder in migration_folders(names).items():
+        await wait_for_migrations(dsn, service, folder, timeout)
+        print(f"{service}: every migration applied")
+
+
 if __name__ == "__main__":
-    asyncio.run(migrate_all(os.environ.get("DATABASE_URL", DEFAULT_DSN), sys.argv[1:]))
+    dsn, args = os.environ.get("DATABASE_URL", DEFAULT_DSN), sys.argv[1:]
+    if args[:1] == ["--wait"]:
+        asyncio.run(wait_all(dsn, args[1:], float(os.environ.get("MIGRATION_WAIT_SECONDS", "600"))))
+    else:
+        asyncio.run(migrate_all(dsn, args))

@@ -184,7 +184,8 @@ def secret_problems(docs: list[Doc]) -> list[str]:
         for container in [*template["spec"].get("initContainers", []), *template["spec"]["containers"]]:
             at = f"{where} {container['name']}"
             values, refs = environment(docs, container)
-            migrates = container["args"][:1] == ["shared.migrate"]
+            # A container that waits for the migrations (--wait) reads as the service does: its own login.
+            migrates = container["args"][:1] == ["shared.migrate"] and "--wait" not in container["args"]
             for var, (secret, key, _) in refs.items():
                 name = own_name.get(secret, secret)
                 read.setdefault(name, set()).add(key)

@@ -203,6 +203,11 @@ def test_services_with_a_schema_migrate_it_in_an_init_container(rendered, overla
         assert "DATABASE_URL" in environment(docs, init)[1]
     # The gateway's schema holds the console's sessions.
     assert "DATABASE_URL" in environment(docs, main_container(docs, "gateway"))[1]
+    # Verify's pods, reached from other namespaces, wait for the keys schema as the service's own login.
+    (wait,) = deployment(docs, "keys-verify")["spec"]["template"]["spec"]["initContainers"]
+    assert wait["args"] == ["shared.migrate", "--wait", "keys"]
+    ((variable, (secret, key, _)),) = environment(docs, wait)[1].items()
+    assert (variable, secret.startswith("keyward-keys-verify"), key) == ("DATABASE_URL", True, "DATABASE_URL")
 
 
 def test_the_reencryption_job_is_a_suspended_template_running_the_rotation_command(rendered):

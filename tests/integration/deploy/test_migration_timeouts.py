@@ -3,7 +3,10 @@ lock must give up soon rather than queue the live queries behind it, and none ma
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import asyncpg
@@ -11,6 +14,18 @@ import pytest
 
 import shared.db
 from shared.db import migrate
+from shared.migrate import _on_server, migration_folders
+from tests.fixtures.processes import database_login
+
+
+@asynccontextmanager
+async def empty_database(base_dsn: str) -> AsyncIterator[str]:
+    name = f"kw_test_wait_{uuid4().hex[:10]}"
+    await _on_server(base_dsn, f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(base_dsn)._replace(path=f"/{name}"))
+    finally:
+        await _on_server(base_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -68,3 +83,26 @@ async def test_a_migration_statement_that_runs_too_long_is_cancelled(
     with pytest.raises(asyncpg.exceptions.QueryCanceledError):
         await asyncio.wait_for(migrate(database_url, f"mt-{uuid4().hex[:8]}", folder), 30)
     assert time.monotonic() - started < 4
+
+
+async def test_waiting_for_migrations_returns_once_they_are_applied_and_reads_as_the_services_own_login(
+    database_url: str, tmp_path: Path
+):
+    """`python -m shared.migrate --wait keys` (keyward-keys-verify's init container): applies nothing, waits for the
+    schema owner's run, and needs no more than the service's login; a changed migration is refused."""
+    async with empty_database(database_url) as scratch:
+        login = database_login("keys", scratch)
+        folder = migration_folders(["keys"])["keys"]
+        with pytest.raises(TimeoutError, match="0001"):
+            await shared.db.wait_for_migrations(login, "keys", folder, timeout=0.5, poll=0.1)
+        waiting = asyncio.create_task(shared.db.wait_for_migrations(login, "keys", folder, timeout=30, poll=0.1))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        await migrate(scratch, "keys", folder)
+        await asyncio.wait_for(waiting, 10)
+        changed = tmp_path / "keys"
+        changed.mkdir()
+        for path in folder.glob("*.sql"):
+            (changed / path.name).write_text(path.read_text() + ("\n-- edited" if path.name.startswith("0001") else ""))
+        with pytest.raises(RuntimeError, match="differs"):
+            await shared.db.wait_for_migrations(login, "keys", changed, timeout=1, poll=0.1)
