@@ -139,12 +139,20 @@ def _runtime_grants(service: str) -> str:
     """
 
 
+def migration_files(folder: Path) -> dict[str, tuple[str, str]]:
+    """The numbered .sql files of `folder`, in order: name -> (SQL, its checksum as schema_migrations records it)."""
+    found = {}
+    for path in sorted(p for p in folder.glob("*.sql") if p.name[:4].isdigit()):
+        sql = path.read_text()
+        found[path.name] = (sql, hashlib.sha256(sql.encode()).hexdigest())
+    return found
+
+
 async def wait_for_migrations(dsn: str, service: str, folder: Path, timeout: float, poll: float = 2.0) -> None:
     """Returns once every numbered .sql file of `folder` is recorded as applied for `service`, unchanged: for a
     process that must not start before its schema is at its version but may not migrate it (keyward-keys-verify,
     whose login is the service's own, not the schema owner's). TimeoutError after `timeout` seconds."""
-    files = sorted(p for p in folder.glob("*.sql") if p.name[:4].isdigit())
-    wanted = {p.name: hashlib.sha256(p.read_text().encode()).hexdigest() for p in files}
+    wanted = {name: checksum for name, (_, checksum) in migration_files(folder).items()}
     deadline = time.monotonic() + timeout
     plain, options = pgbouncer_options(dsn)
     while True:
@@ -174,7 +182,7 @@ async def wait_for_migrations(dsn: str, service: str, folder: Path, timeout: flo
 
 async def migrate(dsn: str, service: str, folder: Path) -> list[str]:
     """Applies the numbered .sql files of `folder` not yet applied for `service`; returns their names."""
-    files = sorted(p for p in folder.glob("*.sql") if p.name[:4].isdigit())
+    files = migration_files(folder)
     conn = await asyncpg.connect(dsn)
     applied_now: list[str] = []
     try:
@@ -196,12 +204,10 @@ async def migrate(dsn: str, service: str, folder: Path) -> list[str]:
         await conn.execute(
             f"SET lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'; SET statement_timeout = '{MIGRATION_STATEMENT_TIMEOUT}'"
         )
-        for path in files:
-            sql = path.read_text()
-            checksum = hashlib.sha256(sql.encode()).hexdigest()
-            if path.name in done:
-                if done[path.name] != checksum:
-                    raise RuntimeError(f"migration {service}/{path.name} changed after it was applied")
+        for name, (sql, checksum) in files.items():
+            if name in done:
+                if done[name] != checksum:
+                    raise RuntimeError(f"migration {service}/{name} changed after it was applied")
                 continue
             for attempt in range(1, MIGRATION_ATTEMPTS + 1):
                 try:
@@ -210,7 +216,7 @@ async def migrate(dsn: str, service: str, folder: Path) -> list[str]:
                         await conn.execute(
                             "INSERT INTO public.schema_migrations (service, name, checksum) VALUES ($1, $2, $3)",
                             service,
-                            path.name,
+                            name,
                             checksum,
                         )
                     break
@@ -219,7 +225,7 @@ async def migrate(dsn: str, service: str, folder: Path) -> list[str]:
                         log.error(
                             "migration %s/%s waited %s for a lock %d times: a transaction holds it; giving up",
                             service,
-                            path.name,
+                            name,
                             MIGRATION_LOCK_TIMEOUT,
                             attempt,
                         )
@@ -227,12 +233,12 @@ async def migrate(dsn: str, service: str, folder: Path) -> list[str]:
                     log.warning(
                         "migration %s/%s: lock not granted within %s; trying again",
                         service,
-                        path.name,
+                        name,
                         MIGRATION_LOCK_TIMEOUT,
                     )
                     await asyncio.sleep(MIGRATION_RETRY_PAUSE_SECONDS)
-            log.info("applied migration %s/%s", service, path.name)
-            applied_now.append(path.name)
+            log.info("applied migration %s/%s", service, name)
+            applied_now.append(name)
         if await conn.fetchval("SELECT to_regnamespace($1) IS NOT NULL", service):
             await conn.execute(_runtime_grants(service))
     finally:

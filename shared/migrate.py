@@ -33,8 +33,9 @@ def migration_folders(names: list[str]) -> dict[str, Path]:
 
 
 @asynccontextmanager
-async def scratch_database(base_dsn: str, prefix: str) -> AsyncIterator[str]:
-    """A throwaway database beside `base_dsn`'s, with every service's migrations; dropped on the way out.
+async def scratch_database(base_dsn: str, prefix: str, *, migrated: bool = True) -> AsyncIterator[str]:
+    """A throwaway database beside `base_dsn`'s, with every service's migrations (`migrated=False`: empty);
+    dropped on the way out.
 
     For test runs and benchmarks, which each get their own database instead of cleaning up after themselves.
     """
@@ -44,7 +45,8 @@ async def scratch_database(base_dsn: str, prefix: str) -> AsyncIterator[str]:
     await _on_server(base_dsn, f'CREATE DATABASE "{name}"')
     try:
         url = urlunsplit(urlsplit(base_dsn)._replace(path=f"/{name}"))
-        await migrate_all(url, [])
+        if migrated:
+            await migrate_all(url, [])
         yield url
     finally:
         await _on_server(base_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

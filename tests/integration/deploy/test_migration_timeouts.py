@@ -3,10 +3,7 @@ lock must give up soon rather than queue the live queries behind it, and none ma
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import asyncpg
@@ -14,18 +11,8 @@ import pytest
 
 import shared.db
 from shared.db import migrate
-from shared.migrate import _on_server, migration_folders
+from shared.migrate import migration_folders, scratch_database
 from tests.fixtures.processes import database_login
-
-
-@asynccontextmanager
-async def empty_database(base_dsn: str) -> AsyncIterator[str]:
-    name = f"kw_test_wait_{uuid4().hex[:10]}"
-    await _on_server(base_dsn, f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(base_dsn)._replace(path=f"/{name}"))
-    finally:
-        await _on_server(base_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -90,7 +77,7 @@ async def test_waiting_for_migrations_returns_once_they_are_applied_and_reads_as
 ):
     """`python -m shared.migrate --wait keys` (keyward-keys-verify's init container): applies nothing, waits for the
     schema owner's run, and needs no more than the service's login; a changed migration is refused."""
-    async with empty_database(database_url) as scratch:
+    async with scratch_database(database_url, "kw_test_wait", migrated=False) as scratch:
         login = database_login("keys", scratch)
         folder = migration_folders(["keys"])["keys"]
         with pytest.raises(TimeoutError, match="0001"):
